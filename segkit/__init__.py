@@ -1,0 +1,7 @@
+"""segkit: semantic segmentation on PyTorch Lightning, Hydra, timm, torchmetrics and albumentations."""
+
+from segkit.api import load
+from segkit.models import Segmentor
+
+__version__ = "0.1.0"
+__all__ = ["Segmentor", "__version__", "load"]

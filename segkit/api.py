@@ -1,0 +1,97 @@
+"""``segkit.load``: a checkpoint file -> a ready :class:`~segkit.models.Segmentor`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+
+from segkit.models import Segmentor
+
+__all__ = ["SAFE_TARGET_PREFIXES", "UnsafeConfigError", "load", "read_checkpoint"]
+
+# A checkpoint's config names the classes to build. ``_target_``s outside these packages are
+# refused unless the caller trusts the file: instantiating an arbitrary callable from a file
+# downloaded from the internet would run code just as unpickling would.
+SAFE_TARGET_PREFIXES = ("segkit.", "torch.nn.", "timm.", "functools.partial")
+
+
+class UnsafeConfigError(ValueError):
+    """A checkpoint's config names a ``_target_`` outside the trusted packages."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint with ``weights_only=True`` (no code runs) and check it is segkit's."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors, truncated files, foreign objects
+        raise ValueError(
+            f"cannot read checkpoint {path} with weights_only=True (truncated, not a PyTorch "
+            f"file, or it holds Python objects other than tensors and plain data): {err}"
+        ) from err
+    if not isinstance(ckpt, dict) or "segkit" not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(
+            f"{path} is not a segkit checkpoint (no 'segkit' config entry); "
+            "it must come from segkit-train or a segkit converter"
+        )
+    return ckpt
+
+
+def _check_targets(node: Any, trusted: bool, where: str = "model") -> None:
+    if isinstance(node, Mapping):
+        target = node.get("_target_")
+        if target is not None and not trusted and not str(target).startswith(SAFE_TARGET_PREFIXES):
+            raise UnsafeConfigError(
+                f"checkpoint config {where}._target_ = {target!r} is outside the trusted "
+                f"packages {SAFE_TARGET_PREFIXES}; pass trust_config=True only if you trust "
+                "the file's author"
+            )
+        for key, value in node.items():
+            _check_targets(value, trusted, f"{where}.{key}")
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            _check_targets(value, trusted, f"{where}[{i}]")
+
+
+def _offline_encoders(node: Any) -> Any:
+    """Copy of a model config whose encoders download nothing: the weights come from the file."""
+    if isinstance(node, Mapping):
+        out = {k: _offline_encoders(v) for k, v in node.items()}
+        if str(out.get("_target_", "")).endswith("TimmEncoder"):
+            out["pretrained"] = False
+            out["checkpoint"] = None
+        return out
+    if isinstance(node, list):
+        return [_offline_encoders(v) for v in node]
+    return node
+
+
+def build_model(model_config: Mapping[str, Any], trust_config: bool = False) -> Segmentor:
+    """Instantiate a segmentor from a checkpoint's model config (targets checked first)."""
+    _check_targets(model_config, trust_config)
+    return instantiate(_offline_encoders(model_config), _convert_="partial")
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", trust_config: bool = False) -> Segmentor:
+    """Rebuild the :class:`Segmentor` saved in ``path`` (a ``segkit-train`` checkpoint),
+    with its class names and palette, in eval mode on ``device``.
+
+    The file is read with ``weights_only=True``; the model is built from the config stored in it.
+    """
+    ckpt = read_checkpoint(path)
+    config = ckpt["segkit"]["config"]
+    model = build_model(config["model"], trust_config)
+    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: weights do not fit the model in its config: missing keys {missing[:10]}, "
+            f"unexpected keys {unexpected[:10]}"
+        )
+    return model.to(device).eval()

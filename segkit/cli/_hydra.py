@@ -1,0 +1,54 @@
+"""What the console entry points share: where the configs are, and DDP children without Hydra."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = ["CONFIG_DIR", "run_hydra_app"]
+
+
+
+def _config_dir() -> str:
+    # conf/ is installed as the package `segkit.conf` (pyproject maps it), editable or not; when
+    # segkit is imported straight from a source checkout, conf/ sits beside the package.
+    try:
+        return str(files("segkit.conf"))
+    except ModuleNotFoundError:
+        checkout = Path(__file__).resolve().parents[2] / "conf"
+        if checkout.is_dir():
+            return str(checkout)
+        raise
+
+
+CONFIG_DIR = _config_dir()
+
+_CHILD_CONFIG = "SEGKIT_RESOLVED_CONFIG"
+
+
+def remember_for_children(config: dict[str, Any], output_dir: str | Path) -> None:
+    """Write the resolved config where Lightning's DDP child processes will read it.
+
+    Lightning starts ranks > 0 by re-running the command line. Composing the config again there
+    would make a second output folder, and re-run a whole ``-m`` sweep in every child; instead
+    each child reads the parent's resolved config (see :func:`run_hydra_app`).
+    """
+    path = Path(output_dir) / ".segkit_resolved_config.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(OmegaConf.create(config), path)
+    os.environ[_CHILD_CONFIG] = str(path)
+
+
+def run_hydra_app(hydra_main: Callable[[], Any], body: Callable[[DictConfig], Any]) -> None:
+    """Run ``hydra_main`` (a ``@hydra.main`` function), or, in a DDP child started by
+    Lightning, ``body`` on the parent's resolved config."""
+    child_config = os.environ.get(_CHILD_CONFIG)
+    if child_config and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        body(OmegaConf.load(child_config))
+        return
+    hydra_main()

@@ -1,0 +1,191 @@
+"""SegDataModule: datasets, pipelines and loaders for training, validation and testing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from segkit.data.collate import SegCollate
+from segkit.data.labels import LabelSpec
+
+__all__ = ["SegDataModule"]
+
+log = logging.getLogger(__name__)
+
+DatasetFactory = Callable[..., Dataset]
+
+
+class SegDataModule(L.LightningDataModule):
+    """Builds the datasets from config factories and serves batched, padded loaders.
+
+    Args:
+        train, val, test: dataset factories (Hydra ``_partial_`` nodes) completed here with
+            ``transform=`` and ``keep_original_mask=``; ``test`` defaults to ``val``.
+        train_transform, val_transform: albumentations pipelines from the YAML.
+        labels: the label specification (also given to the dataset factories in YAML).
+        batch_size: global training batch size, divided by the number of processes.
+        val_batch_size: global evaluation batch size (any image sizes: batches are padded).
+        num_workers: loader workers per process.
+        class_names, palette: the label space, for reports and checkpoints.
+        label_check_samples: how many label maps ``setup`` samples to survey the label values.
+        root: where the data lives (informational here: the factories interpolate it).
+        test_resize: the keep-ratio ``(long, short)`` evaluation size that ``val_transform``
+            and the model's ``test_cfg.resize`` interpolate (``None``: original size).
+        size_divisor: pad batches to a multiple of this.
+    """
+
+    def __init__(
+        self,
+        train: DatasetFactory | None,
+        val: DatasetFactory | None,
+        labels: LabelSpec,
+        test: DatasetFactory | None = None,
+        train_transform: Callable | None = None,
+        val_transform: Callable | None = None,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        class_names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+        label_check_samples: int = 16,
+        root: str | None = None,
+        test_resize: Sequence[int] | None = None,
+        size_divisor: int = 1,
+    ) -> None:
+        super().__init__()
+        self.factories = {"train": train, "val": val, "test": test or val}
+        self.transforms = {"train": train_transform, "val": val_transform, "test": val_transform}
+        self.labels = labels
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.class_names = list(class_names) if class_names is not None else None
+        self.palette = [list(c) for c in palette] if palette is not None else None
+        self.label_check_samples = label_check_samples
+        self.root = root
+        self.test_resize = list(test_resize) if test_resize is not None else None
+        self.collate = SegCollate(ignore_index=labels.ignore_index, size_divisor=size_divisor)
+        self.datasets: dict[str, Dataset] = {}
+        if self.class_names is not None and len(self.class_names) != labels.num_classes:
+            raise ValueError(
+                f"{len(self.class_names)} class names for {labels.num_classes} classes"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        return self.labels.num_classes
+
+    @property
+    def ignore_index(self) -> int:
+        return self.labels.ignore_index
+
+    def build(self, split: str) -> Dataset:
+        """The dataset of ``split`` with its pipeline (evaluation splits keep original labels)."""
+        factory = self.factories[split]
+        if factory is None:
+            raise ValueError(f"this data config has no {split!r} split")
+        return factory(transform=self.transforms[split], keep_original_mask=split != "train")
+
+    def prepare_data(self) -> None:
+        # Runs once per node before setup on every rank: datasets that generate or fetch
+        # their files do it when first built.
+        for split in ("train", "val"):
+            if self.factories[split] is not None:
+                self.build(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
+            stage or "fit", ("train", "val")
+        )
+        for split in splits:
+            if split not in self.datasets and self.factories[split] is not None:
+                self.datasets[split] = self.build(split)
+        if "train" in splits and "train" in self.datasets:
+            self.check_labels(self.datasets["train"])
+
+    def check_labels(self, dataset: Dataset) -> dict[int, float]:
+        """Map and check a sample of label maps at start-up (every value must be a class or the
+        ignore index; raises naming the file), and survey the class frequencies."""
+        load = getattr(dataset, "load_mask", None)
+        if load is None or self.label_check_samples <= 0:
+            return {}
+        n = len(dataset)
+        picks = np.linspace(0, n - 1, min(n, self.label_check_samples)).round().astype(int)
+        return self.labels.survey([load(int(i)) for i in sorted(set(picks))])
+
+    # ------------------------------------------------------------------ loaders
+    @property
+    def world_size(self) -> int:
+        trainer = self.trainer
+        return trainer.world_size if trainer is not None else 1
+
+    def _per_process(self, global_batch: int) -> int:
+        if global_batch % self.world_size:
+            raise ValueError(
+                f"batch size {global_batch} is global and must divide by the {self.world_size} "
+                "processes"
+            )
+        return global_batch // self.world_size
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.datasets.get(split) or self.build(split)
+        self.datasets[split] = dataset
+        sampler = None
+        if self.world_size > 1:
+            trainer = self.trainer
+            if shuffle:
+                sampler = DistributedSampler(
+                    dataset, trainer.world_size, trainer.global_rank, shuffle=True, drop_last=True
+                )
+            else:
+                sampler = ShardSampler(len(dataset), trainer.world_size, trainer.global_rank)
+        return DataLoader(
+            dataset,
+            batch_size=self._per_process(batch_size),
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+            pin_memory=self.pin_memory,
+            drop_last=shuffle,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size, shuffle=False)
+
+    def metadata(self) -> dict[str, Any]:
+        """The label space as plain data (stored in checkpoints)."""
+        return {
+            "class_names": self.class_names,
+            "palette": self.palette,
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+        }
+
+
+class ShardSampler:
+    """Evaluation sampler: rank ``r`` of ``w`` takes indices ``r, r + w, ...``, with no padding,
+    so no sample is counted twice (``DistributedSampler`` repeats samples to even the shards)."""
+
+    def __init__(self, length: int, world_size: int, rank: int) -> None:
+        self.indices = list(range(rank, length, world_size))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

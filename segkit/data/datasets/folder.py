@@ -1,0 +1,110 @@
+"""A segmentation dataset read from an image folder and a label folder, driven by config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from segkit.data.io import read_image, read_mask
+from segkit.data.labels import LabelSpec
+
+__all__ = ["DatasetNotFoundError", "SegmentationFolder"]
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's folder is missing or holds no samples."""
+
+
+class SegmentationFolder(Dataset):
+    """Pairs ``root/img_dir/**/<stem><img_suffix>`` with ``root/ann_dir/**/<stem><ann_suffix>``.
+
+    This one class reads ADE20K, Cityscapes, Pascal VOC and custom datasets: only the folders,
+    suffixes, an optional split file and the :class:`LabelSpec` differ, and they live in YAML.
+
+    Args:
+        root: dataset root.
+        img_dir, ann_dir: folders under ``root`` (searched recursively, as Cityscapes nests cities).
+        img_suffix, ann_suffix: file-name endings that pair an image with its label map
+            (Cityscapes: ``_leftImg8bit.png`` / ``_gtFine_labelTrainIds.png``).
+        labels: the label specification; raw values are mapped and checked per sample.
+        split_file: optional file under ``root`` listing sample stems (Pascal VOC's ImageSets).
+        transform: an albumentations pipeline.
+        keep_original_mask: evaluation mode: the transform changes the image only, the label
+            stays at its original size (metrics are computed there, as in MMSegmentation).
+        how_to_get: appended to the error when the data is missing (download instructions).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        img_dir: str,
+        ann_dir: str | None,
+        labels: LabelSpec,
+        img_suffix: str = ".jpg",
+        ann_suffix: str = ".png",
+        split_file: str | None = None,
+        transform: Callable[..., dict[str, Any]] | None = None,
+        keep_original_mask: bool = False,
+        how_to_get: str = "",
+    ) -> None:
+        self.root = Path(root).expanduser()
+        self.labels = labels
+        self.transform = transform
+        self.keep_original_mask = keep_original_mask
+        img_root = self.root / img_dir
+        hint = f" {how_to_get}" if how_to_get else ""
+        if not img_root.is_dir():
+            raise DatasetNotFoundError(f"dataset folder not found: {img_root}.{hint}")
+        if split_file is not None:
+            split_path = self.root / split_file
+            if not split_path.is_file():
+                raise DatasetNotFoundError(f"split file not found: {split_path}.{hint}")
+            stems = [line.strip() for line in split_path.read_text().splitlines() if line.strip()]
+        else:
+            n = len(img_suffix)
+            stems = sorted(str(p.relative_to(img_root))[:-n] for p in img_root.rglob(f"*{img_suffix}"))
+        if not stems:
+            raise DatasetNotFoundError(f"no '*{img_suffix}' images under {img_root}.{hint}")
+        self.images = [img_root / f"{s}{img_suffix}" for s in stems]
+        self.masks = (
+            [self.root / ann_dir / f"{s}{ann_suffix}" for s in stems] if ann_dir is not None else None
+        )
+        if self.masks is not None:
+            missing = [str(m) for m in self.masks if not m.is_file()]
+            if missing:
+                raise DatasetNotFoundError(
+                    f"{len(missing)} of {len(stems)} label maps are missing, e.g. {missing[0]}.{hint}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """The mapped, checked label map of sample ``index`` (no transform)."""
+        assert self.masks is not None
+        path = self.masks[index]
+        return self.labels.apply(read_mask(path), source=str(path))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = read_image(self.images[index])
+        mask = self.load_mask(index) if self.masks is not None else None
+        if mask is not None and mask.shape != image.shape[:2]:
+            raise ValueError(
+                f"{self.masks[index]}: label size {mask.shape} differs from image size "
+                f"{image.shape[:2]} of {self.images[index]}"
+            )
+        meta = {"path": str(self.images[index]), "ori_shape": tuple(image.shape[:2])}
+        if self.transform is not None:
+            if self.keep_original_mask or mask is None:
+                image = self.transform(image=image)["image"]
+            else:
+                out = self.transform(image=image, mask=mask)
+                image, mask = out["image"], out["mask"]
+        sample = {"image": image, "meta": meta}
+        if mask is not None:
+            sample["mask"] = mask
+        return sample

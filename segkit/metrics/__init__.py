@@ -1,0 +1,5 @@
+"""Metrics: torchmetrics ``Metric``s with exact, process-synced state."""
+
+from segkit.metrics.segmentation import SegMetrics
+
+__all__ = ["SegMetrics"]

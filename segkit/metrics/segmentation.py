@@ -1,0 +1,95 @@
+"""SegMetrics: streaming segmentation metrics from a confusion matrix, synced across processes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+__all__ = ["SegMetrics"]
+
+
+class SegMetrics(Metric):
+    """aAcc, mIoU, mAcc, mDice, mFscore, mPrecision, mRecall and per-class values.
+
+    The state is a ``num_classes x num_classes`` confusion matrix (rows: ground truth, columns:
+    prediction) summed over batches and, under DDP, over processes: exact, and cheap to sync.
+    Pixels whose target is ``ignore_index`` are not counted.
+
+    Definitions follow MMSegmentation's ``IoUMetric``, so the numbers are the same: per class
+    ``IoU = TP / (TP + FP + FN)``, ``Acc = Recall = TP / (TP + FN)``, ``Precision = TP / (TP + FP)``,
+    ``Dice = 2TP / (2TP + FP + FN)``, ``Fscore`` with ``beta``. A class absent from both target and
+    prediction has NaN values and is left out of the means (``nanmean``); a class absent from the
+    target but predicted has IoU 0. ``aAcc`` is the fraction of labelled pixels predicted right.
+    Values are fractions in [0, 1] (MMSegmentation prints percentages).
+
+    ``update(preds, target)``: ``preds`` ``(N, H, W)`` class ids or ``(N, C, H, W)`` scores;
+    ``target`` ``(N, H, W)`` class ids.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+    higher_is_better = True
+
+    def __init__(
+        self,
+        num_classes: int,
+        ignore_index: int | None = 255,
+        class_names: Sequence[str] | None = None,
+        beta: float = 1.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.class_names = list(class_names) if class_names is not None else None
+        self.beta = beta
+        self.add_state(
+            "confmat",
+            default=torch.zeros(num_classes, num_classes, dtype=torch.long),
+            dist_reduce_fx="sum",
+        )
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        if preds.ndim == target.ndim + 1:
+            preds = preds.argmax(dim=1)
+        if preds.shape != target.shape:
+            raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} differ")
+        target = target.reshape(-1)
+        preds = preds.reshape(-1)
+        if self.ignore_index is not None:
+            keep = target != self.ignore_index
+            target, preds = target[keep], preds[keep]
+        n = self.num_classes
+        self.confmat += torch.bincount(target.long() * n + preds.long(), minlength=n * n)[
+            : n * n
+        ].reshape(n, n)
+
+    def compute(self) -> dict[str, Tensor]:
+        """``{"aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall"}`` scalars and
+        ``{"IoU", "Acc", "Dice", "Fscore", "Precision", "Recall"}`` per-class ``(num_classes,)``."""
+        cm = self.confmat.double()
+        tp = cm.diag()
+        gt = cm.sum(1)
+        pred = cm.sum(0)
+        iou = tp / (gt + pred - tp)
+        recall = tp / gt
+        precision = tp / pred
+        dice = 2 * tp / (gt + pred)
+        b2 = self.beta**2
+        fscore = (1 + b2) * precision * recall / (b2 * precision + recall)
+        per_class = {
+            "IoU": iou,
+            "Acc": recall,
+            "Dice": dice,
+            "Fscore": fscore,
+            "Precision": precision,
+            "Recall": recall,
+        }
+        out = {f"m{k}": v.nanmean() for k, v in per_class.items() if k != "Recall"}
+        out["mRecall"] = out["mAcc"]
+        out["aAcc"] = tp.sum() / gt.sum().clamp(min=1)
+        out.update(per_class)
+        return {k: v.float() for k, v in out.items()}

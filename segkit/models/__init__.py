@@ -1,0 +1,7 @@
+"""Models: timm encoders, decoders, heads and losses composed by :class:`Segmentor`."""
+
+from segkit.models import encoders  # noqa: F401  (registers our encoders in timm)
+from segkit.models.inference import InferenceConfig
+from segkit.models.segmentor import AuxiliaryHead, Segmentor
+
+__all__ = ["AuxiliaryHead", "InferenceConfig", "Segmentor"]

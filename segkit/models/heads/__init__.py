@@ -1,0 +1,6 @@
+"""Task heads on a decoded map. Each maps ``(N, C, h, w)`` to its output and owns its loss:
+``forward(x)``, ``loss(output, batch, prefix) -> dict``, ``postprocess(output_of_one_sample)``."""
+
+from segkit.models.heads.seg_head import SegHead
+
+__all__ = ["SegHead"]

@@ -1,0 +1,200 @@
+"""Segmentor: encoder -> (neck) -> decoder -> heads, a plain ``nn.Module`` usable without Lightning."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segkit.models.inference import InferenceConfig, rescale_size, tta_inference
+
+ImageLike = Tensor | np.ndarray | str | Path
+
+__all__ = ["AuxiliaryHead", "Segmentor"]
+
+
+def _build(spec: nn.Module | Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
+    """A module as given, or built from a factory (a Hydra ``_partial_``) sized by ``kwargs``."""
+    return spec if isinstance(spec, nn.Module) else spec(**kwargs)
+
+
+class AuxiliaryHead(nn.Module):
+    """A decoder + head pair on the encoder features, used for an extra training loss only
+    (e.g. MMSegmentation's FCN auxiliary head on stage 3 with loss weight 0.4)."""
+
+    def __init__(
+        self,
+        decoder: Callable[..., nn.Module],
+        head: Callable[..., nn.Module],
+        in_channels: Sequence[int],
+        in_strides: Sequence[int],
+    ) -> None:
+        super().__init__()
+        self.decoder = _build(decoder, in_channels=in_channels, in_strides=in_strides)
+        self.head = _build(head, in_channels=self.decoder.channels)
+
+    def forward(self, features: Sequence[Tensor]) -> Tensor:
+        return self.head(self.decoder(features))
+
+
+class Segmentor(nn.Module):
+    """Encoder, optional neck, decoder and named task heads, with normalisation built in.
+
+    Args:
+        encoder: a :class:`~segkit.models.encoders.TimmEncoder` (anything with ``channels``,
+            ``strides`` and ``forward(x) -> list[Tensor]``).
+        decoder: a decoder or a factory ``decoder(in_channels=, in_strides=)``.
+        heads: ``{name: head or factory head(in_channels=)}``; ``"seg"`` is the segmentation head.
+        auxiliary: ``{name: factory AuxiliaryHead(in_channels=, in_strides=)}``, training only.
+        neck: optional factory ``neck(in_channels=, in_strides=)`` with ``channels``/``strides``.
+        mean, std: per-channel normalisation of 0-255 RGB input.
+        test_cfg: :class:`~segkit.models.inference.InferenceConfig` fields.
+        class_names, palette, ignore_index: the label space, carried into checkpoints.
+
+    Inputs are RGB images ``(N, 3, H, W)``, float or uint8, in 0-255.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module | Callable[..., nn.Module],
+        heads: Mapping[str, nn.Module | Callable[..., nn.Module]],
+        auxiliary: Mapping[str, Callable[..., nn.Module]] | None = None,
+        neck: Callable[..., nn.Module] | None = None,
+        mean: Sequence[float] = (123.675, 116.28, 103.53),
+        std: Sequence[float] = (58.395, 57.12, 57.375),
+        test_cfg: Mapping[str, Any] | InferenceConfig | None = None,
+        class_names: Sequence[str] | None = None,
+        palette: Sequence[Sequence[int]] | None = None,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        channels, strides = list(encoder.channels), list(encoder.strides)
+        self.neck = None
+        if neck is not None:
+            self.neck = _build(neck, in_channels=channels, in_strides=strides)
+            channels, strides = list(self.neck.channels), list(self.neck.strides)
+        self.decoder = _build(decoder, in_channels=channels, in_strides=strides)
+        self.heads = nn.ModuleDict(
+            {name: _build(h, in_channels=self.decoder.channels) for name, h in heads.items()}
+        )
+        self.auxiliary = nn.ModuleDict(
+            {
+                name: _build(a, in_channels=channels, in_strides=strides)
+                for name, a in (auxiliary or {}).items()
+            }
+        )
+        self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1), persistent=False)
+        if isinstance(test_cfg, InferenceConfig):
+            self.test_cfg = test_cfg
+        else:
+            self.test_cfg = InferenceConfig(**{k: v for k, v in dict(test_cfg or {}).items()})
+        self.class_names = list(class_names) if class_names is not None else None
+        self.palette = [list(c) for c in palette] if palette is not None else None
+        self.ignore_index = ignore_index
+
+    # ------------------------------------------------------------------ training
+    def forward(self, images: Tensor) -> dict[str, Tensor]:
+        """Images ``(N, 3, H, W)`` in 0-255 -> ``{head: (N, C, H/s, W/s)}`` at the decoder's
+        stride ``s``; in training mode also ``{"aux.<name>": ...}`` for auxiliary heads."""
+        x = (images.float() - self.mean) / self.std
+        features = self.encoder(x)
+        if self.neck is not None:
+            features = self.neck(features)
+        decoded = self.decoder(features)
+        outputs = {name: head(decoded) for name, head in self.heads.items()}
+        if self.training:
+            for name, aux in self.auxiliary.items():
+                outputs[f"aux.{name}"] = aux(features)
+        return outputs
+
+    def loss(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> dict[str, Tensor]:
+        """Every head's (and auxiliary head's) losses, named ``<head>/<loss>``; sum them to train."""
+        losses: dict[str, Tensor] = {}
+        for name, head in self.heads.items():
+            losses.update(head.loss(outputs[name], batch, prefix=f"{name}/"))
+        for name, aux in self.auxiliary.items():
+            if f"aux.{name}" in outputs:
+                losses.update(aux.head.loss(outputs[f"aux.{name}"], batch, prefix=f"aux.{name}/"))
+        return losses
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def inference(self, images: Tensor) -> dict[str, Tensor]:
+        """Test-time outputs at the input size, by ``test_cfg`` (whole / slide, scales, flip).
+
+        ``images (N, 3, H, W)`` in 0-255 -> ``{head: (N, C, H, W)}`` (class logits for ``seg``).
+        """
+        return tta_inference(self._eval_forward, images, self.test_cfg)
+
+    def _eval_forward(self, images: Tensor) -> dict[str, Tensor]:
+        return {k: v for k, v in self(images).items() if not k.startswith("aux.")}
+
+    @torch.no_grad()
+    def predict(
+        self, images: ImageLike | Sequence[ImageLike], return_scores: bool = False
+    ) -> list[dict[str, Tensor]]:
+        """Predict label maps for RGB images of any sizes.
+
+        Args:
+            images: a path, an ``(H, W, 3)`` uint8 array, a ``(3, H, W)`` / ``(N, 3, H, W)``
+                tensor in 0-255, or a list of these.
+            return_scores: also return the class scores ``(C, H, W)`` as ``"seg_scores"``.
+
+        Returns:
+            One dict per image: ``"seg"``, an ``(H, W)`` int64 label map at the image's own size.
+        """
+        was_training = self.training
+        self.eval()
+        device = self.mean.device
+        results = []
+        try:
+            for image in _as_image_list(images):
+                x = image.to(device).unsqueeze(0)
+                size = x.shape[2:]
+                if self.test_cfg.resize is not None:
+                    target = rescale_size(size, self.test_cfg.resize)
+                    x = F.interpolate(x.float(), size=target, mode="bilinear", align_corners=False)
+                outputs = self.inference(x)
+                result: dict[str, Tensor] = {}
+                for name, value in outputs.items():
+                    value = F.interpolate(value, size=size, mode="bilinear", align_corners=False)[0]
+                    result[name] = self.heads[name].postprocess(value)
+                    if return_scores:
+                        result[f"{name}_scores"] = value
+                results.append(result)
+        finally:
+            self.train(was_training)
+        return results
+
+
+def _as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[Tensor]:
+    """Normalise the accepted input forms to a list of ``(3, H, W)`` float tensors in 0-255."""
+    if isinstance(images, Tensor):
+        if images.ndim == 3:
+            return [images.float()]
+        if images.ndim == 4:
+            return [im.float() for im in images]
+        raise ValueError(f"expected (3, H, W) or (N, 3, H, W) tensor, got {tuple(images.shape)}")
+    if isinstance(images, np.ndarray | str | Path):
+        images = [images]
+    out = []
+    for image in images:
+        if isinstance(image, str | Path):
+            from segkit.data.io import read_image
+
+            image = read_image(image)
+        if isinstance(image, np.ndarray):
+            if image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
+            out.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float())
+        else:
+            out.extend(_as_image_list(image))
+    return out

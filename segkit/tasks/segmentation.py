@@ -1,0 +1,141 @@
+"""SegmentationTask: the Lightning training / evaluation logic around a :class:`Segmentor`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from segkit.metrics import SegMetrics
+from segkit.models import Segmentor
+from segkit.optim import param_groups
+
+__all__ = ["SegmentationTask"]
+
+
+class SegmentationTask(L.LightningModule):
+    """Trains and evaluates a :class:`~segkit.models.Segmentor`.
+
+    Args:
+        model: the segmentor (its heads own the losses).
+        optimizer: a factory ``optimizer(param_groups, lr=, weight_decay=)`` (Hydra ``_partial_``).
+        lr, weight_decay: base values; ``param_groups`` rules scale them per parameter.
+        param_groups: keyword arguments of :func:`segkit.optim.param_groups` besides ``lr`` and
+            ``weight_decay`` (``lr_mult``, ``decay_mult``, ``norm_decay_mult``, ...).
+        scheduler: a factory ``scheduler(optimizer, total_steps=)`` stepped every iteration.
+        augment: optional on-device batch augmentation ``(images, masks) -> (images, masks)``
+            (e.g. :class:`segkit.data.device_augment.DeviceAugment` with kornia transforms).
+        run_config: the resolved run configuration as plain data, saved in every checkpoint so that
+            ``segkit.load`` and ``segkit-eval`` rebuild everything from the file alone.
+    """
+
+    def __init__(
+        self,
+        model: Segmentor,
+        optimizer: Callable[..., Optimizer],
+        lr: float,
+        weight_decay: float = 0.0,
+        param_groups: Mapping[str, Any] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        augment: nn.Module | None = None,
+        run_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.optimizer_factory = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.param_group_rules = dict(param_groups or {})
+        self.scheduler_factory = scheduler
+        self.augment = augment
+        self.run_config = run_config
+        num_classes = model.heads["seg"].num_classes
+        self.metrics = nn.ModuleDict(
+            {
+                stage: SegMetrics(num_classes, model.ignore_index, model.class_names)
+                for stage in ("val", "test")
+            }
+        )
+        self.results: dict[str, dict[str, Tensor]] = {}
+
+    # ------------------------------------------------------------------ steps
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        batch["image"] = batch["image"].float()
+        if self.training and self.augment is not None and self.trainer.training:
+            batch["image"], batch["mask"] = self.augment(batch["image"], batch["mask"])
+        return batch
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        outputs = self.model(batch["image"])
+        losses = self.model.loss(outputs, batch)
+        loss = torch.stack(list(losses.values())).sum()
+        n = batch["image"].shape[0]
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        return loss
+
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        scores = self.model.inference(batch["image"])["seg"]
+        metric = self.metrics[stage]
+        target = batch["mask"]
+        shapes = {(tuple(m["img_shape"]), tuple(m["ori_shape"])) for m in batch["meta"]}
+        if len(shapes) == 1 and (img := next(iter(shapes)))[0] == img[1] == tuple(target.shape[1:]):
+            metric.update(scores.argmax(1), target)  # one size, nothing to un-pad
+            return
+        for i, meta in enumerate(batch["meta"]):
+            h, w = meta["img_shape"]
+            oh, ow = meta["ori_shape"]
+            s = scores[i : i + 1, :, :h, :w]
+            if (h, w) != (oh, ow):
+                s = F.interpolate(s, size=(oh, ow), mode="bilinear", align_corners=False)
+            metric.update(s.argmax(1), target[i : i + 1, :oh, :ow])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        metric = self.metrics[stage]
+        values = metric.compute()
+        metric.reset()
+        self.results[stage] = {k: v.detach().cpu() for k, v in values.items()}
+        scalars = {f"{stage}/{k}": v for k, v in values.items() if v.ndim == 0 and k != "mIoU"}
+        names = self.model.class_names or [str(i) for i in range(len(values["IoU"]))]
+        per_class = {
+            f"{stage}/IoU/{name}": torch.nan_to_num(v, nan=0.0) for name, v in zip(names, values["IoU"])
+        }
+        # Values are already synced by the metric (identical on every rank).
+        self.log_dict(scalars, prog_bar=False, sync_dist=False)
+        self.log(f"{stage}/mIoU", values["mIoU"], prog_bar=True, sync_dist=False)
+        self.log_dict(per_class, sync_dist=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = param_groups(self.model, self.lr, self.weight_decay, **self.param_group_rules)
+        optimizer = self.optimizer_factory(groups, lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler_factory is None:
+            return {"optimizer": optimizer}
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = self.scheduler_factory(optimizer, total_steps=total)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.run_config is not None:
+            checkpoint["segkit"] = {"config": self.run_config, "format": 1}
