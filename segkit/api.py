@@ -78,7 +78,9 @@ def build_model(model_config: Mapping[str, Any], trust_config: bool = False) -> 
     return instantiate(_offline_encoders(model_config), _convert_="partial")
 
 
-def load(path: str | Path, device: str | torch.device = "cpu", trust_config: bool = False) -> Segmentor:
+def load(
+    path: str | Path, device: str | torch.device = "cpu", trust_config: bool = False
+) -> Segmentor:
     """Rebuild the :class:`Segmentor` saved in ``path`` (a ``segkit-train`` checkpoint),
     with its class names and palette, in eval mode on ``device``.
 
@@ -87,7 +89,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", trust_config: boo
     ckpt = read_checkpoint(path)
     config = ckpt["segkit"]["config"]
     model = build_model(config["model"], trust_config)
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state = {
+        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
+    }
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(

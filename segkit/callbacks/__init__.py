@@ -2,5 +2,6 @@
 
 from segkit.callbacks.class_table import ClassTable, format_table
 from segkit.callbacks.progress import progress_bar
+from segkit.callbacks.step_seed import StepSeed
 
-__all__ = ["ClassTable", "format_table", "progress_bar"]
+__all__ = ["ClassTable", "StepSeed", "format_table", "progress_bar"]

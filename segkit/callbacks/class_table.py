@@ -48,7 +48,9 @@ class ClassTable(L.Callback):
         if trainer.sanity_checking or stage not in getattr(pl_module, "results", {}):
             return
         title = f"{stage} metrics at step {trainer.global_step}"
-        self.console.print(format_table(pl_module.results[stage], pl_module.model.class_names, title))
+        self.console.print(
+            format_table(pl_module.results[stage], pl_module.model.class_names, title)
+        )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print(trainer, pl_module, "val")

@@ -13,7 +13,6 @@ from omegaconf import DictConfig, OmegaConf
 __all__ = ["CONFIG_DIR", "run_hydra_app"]
 
 
-
 def _config_dir() -> str:
     # conf/ is installed as the package `segkit.conf` (pyproject maps it), editable or not; when
     # segkit is imported straight from a source checkout, conf/ sits beside the package.

@@ -36,7 +36,9 @@ def train(cfg: DictConfig) -> float | None:
     if trainer.is_global_zero:
         params = sum(p.numel() for p in model.parameters())
         aux = sum(p.numel() for p in model.auxiliary.parameters())
-        log.info("model: %s params (%s without auxiliary heads)", f"{params:,}", f"{params - aux:,}")
+        log.info(
+            "model: %s params (%s without auxiliary heads)", f"{params:,}", f"{params - aux:,}"
+        )
         log.info("output folder: %s", cfg.paths.output_dir)
 
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

@@ -39,7 +39,10 @@ class SegCollate:
         images = [s["image"] for s in samples]
         batch: dict[str, Any] = {
             "image": self._padded(images, self.pad_value, torch.uint8).permute(0, 3, 1, 2),
-            "meta": [{**s.get("meta", {}), "img_shape": tuple(im.shape[:2])} for s, im in zip(samples, images)],
+            "meta": [
+                {**s.get("meta", {}), "img_shape": tuple(im.shape[:2])}
+                for s, im in zip(samples, images)
+            ],
         }
         if all("mask" in s for s in samples):
             masks = [s["mask"].astype(np.int64, copy=False) for s in samples]

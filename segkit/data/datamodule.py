@@ -8,10 +8,11 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
 from segkit.data.collate import SegCollate
 from segkit.data.labels import LabelSpec
+from segkit.data.sampling import EpochSampler, ResumableDataLoader, ShardSampler
 
 __all__ = ["SegDataModule"]
 
@@ -37,6 +38,8 @@ class SegDataModule(L.LightningDataModule):
         test_resize: the keep-ratio ``(long, short)`` evaluation size that ``val_transform``
             and the model's ``test_cfg.resize`` interpolate (``None``: original size).
         size_divisor: pad batches to a multiple of this.
+        seed: the training order and augmentations are a function of it (see
+            :mod:`segkit.data.sampling`), so a resumed run sees the same batches.
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class SegDataModule(L.LightningDataModule):
         root: str | None = None,
         test_resize: Sequence[int] | None = None,
         size_divisor: int = 1,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.factories = {"train": train, "val": val, "test": test or val}
@@ -69,6 +73,7 @@ class SegDataModule(L.LightningDataModule):
         self.class_names = list(class_names) if class_names is not None else None
         self.palette = [list(c) for c in palette] if palette is not None else None
         self.label_check_samples = label_check_samples
+        self.seed = seed
         self.root = root
         self.test_resize = list(test_resize) if test_resize is not None else None
         self.collate = SegCollate(ignore_index=labels.ignore_index, size_divisor=size_divisor)
@@ -123,8 +128,7 @@ class SegDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     @property
     def world_size(self) -> int:
-        trainer = self.trainer
-        return trainer.world_size if trainer is not None else 1
+        return self._rank()[0]
 
     def _per_process(self, global_batch: int) -> int:
         if global_batch % self.world_size:
@@ -134,29 +138,25 @@ class SegDataModule(L.LightningDataModule):
             )
         return global_batch // self.world_size
 
+    def _rank(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.datasets.get(split) or self.build(split)
         self.datasets[split] = dataset
-        sampler = None
-        if self.world_size > 1:
-            trainer = self.trainer
-            if shuffle:
-                sampler = DistributedSampler(
-                    dataset, trainer.world_size, trainer.global_rank, shuffle=True, drop_last=True
-                )
-            else:
-                sampler = ShardSampler(len(dataset), trainer.world_size, trainer.global_rank)
-        return DataLoader(
-            dataset,
-            batch_size=self._per_process(batch_size),
-            shuffle=shuffle and sampler is None,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            collate_fn=self.collate,
-            pin_memory=self.pin_memory,
-            drop_last=shuffle,
-            persistent_workers=self.num_workers > 0,
-        )
+        world_size, rank = self._rank()
+        common = {
+            "batch_size": self._per_process(batch_size),
+            "num_workers": self.num_workers,
+            "collate_fn": self.collate,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if shuffle:
+            sampler = EpochSampler(len(dataset), self.seed, True, world_size, rank)
+            return ResumableDataLoader(dataset, sampler=sampler, drop_last=True, **common)
+        return DataLoader(dataset, sampler=ShardSampler(len(dataset), world_size, rank), **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
@@ -175,17 +175,3 @@ class SegDataModule(L.LightningDataModule):
             "num_classes": self.num_classes,
             "ignore_index": self.ignore_index,
         }
-
-
-class ShardSampler:
-    """Evaluation sampler: rank ``r`` of ``w`` takes indices ``r, r + w, ...``, with no padding,
-    so no sample is counted twice (``DistributedSampler`` repeats samples to even the shards)."""
-
-    def __init__(self, length: int, world_size: int, rank: int) -> None:
-        self.indices = list(range(rank, length, world_size))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)

@@ -81,7 +81,9 @@ class LabelSpec:
         ignore: its foreground would silently vanish)."""
         total = sum(m.size for m in masks) or 1
         counts = np.bincount(
-            np.concatenate([np.where(m == self.ignore_index, self.num_classes, m).ravel() for m in masks]),
+            np.concatenate(
+                [np.where(m == self.ignore_index, self.num_classes, m).ravel() for m in masks]
+            ),
             minlength=self.num_classes + 1,
         )
         fractions = {i: counts[i] / total for i in range(self.num_classes)}

@@ -96,7 +96,9 @@ class CatMaxRandomCrop(A.DualTransform):
         y, x, ch, cw = box
         return np.ascontiguousarray(img[y : y + ch, x : x + cw])
 
-    def apply_to_mask(self, mask: np.ndarray, box: tuple[int, int, int, int], **params: Any) -> np.ndarray:
+    def apply_to_mask(
+        self, mask: np.ndarray, box: tuple[int, int, int, int], **params: Any
+    ) -> np.ndarray:
         y, x, ch, cw = box
         return np.ascontiguousarray(mask[y : y + ch, x : x + cw])
 

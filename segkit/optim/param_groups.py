@@ -73,6 +73,4 @@ def param_groups(
 
 def describe(groups: Sequence[Mapping[str, Any]]) -> str:
     """One line per group: name and parameter count."""
-    return "\n".join(
-        f"{g['name']}: {sum(p.numel() for p in g['params']):,} params" for g in groups
-    )
+    return "\n".join(f"{g['name']}: {sum(p.numel() for p in g['params']):,} params" for g in groups)

@@ -109,7 +109,8 @@ class SegmentationTask(L.LightningModule):
         scalars = {f"{stage}/{k}": v for k, v in values.items() if v.ndim == 0 and k != "mIoU"}
         names = self.model.class_names or [str(i) for i in range(len(values["IoU"]))]
         per_class = {
-            f"{stage}/IoU/{name}": torch.nan_to_num(v, nan=0.0) for name, v in zip(names, values["IoU"])
+            f"{stage}/IoU/{name}": torch.nan_to_num(v, nan=0.0)
+            for name, v in zip(names, values["IoU"])
         }
         # Values are already synced by the metric (identical on every rank).
         self.log_dict(scalars, prog_bar=False, sync_dist=False)

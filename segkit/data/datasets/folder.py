@@ -66,12 +66,16 @@ class SegmentationFolder(Dataset):
             stems = [line.strip() for line in split_path.read_text().splitlines() if line.strip()]
         else:
             n = len(img_suffix)
-            stems = sorted(str(p.relative_to(img_root))[:-n] for p in img_root.rglob(f"*{img_suffix}"))
+            stems = sorted(
+                str(p.relative_to(img_root))[:-n] for p in img_root.rglob(f"*{img_suffix}")
+            )
         if not stems:
             raise DatasetNotFoundError(f"no '*{img_suffix}' images under {img_root}.{hint}")
         self.images = [img_root / f"{s}{img_suffix}" for s in stems]
         self.masks = (
-            [self.root / ann_dir / f"{s}{ann_suffix}" for s in stems] if ann_dir is not None else None
+            [self.root / ann_dir / f"{s}{ann_suffix}" for s in stems]
+            if ann_dir is not None
+            else None
         )
         if self.masks is not None:
             missing = [str(m) for m in self.masks if not m.is_file()]
@@ -89,7 +93,12 @@ class SegmentationFolder(Dataset):
         path = self.masks[index]
         return self.labels.apply(read_mask(path), source=str(path))
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Sample ``key``, or ``(index, seed)``: the augmentation is then drawn from ``seed``
+        (see :mod:`segkit.data.sampling`)."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
         image = read_image(self.images[index])
         mask = self.load_mask(index) if self.masks is not None else None
         if mask is not None and mask.shape != image.shape[:2]:

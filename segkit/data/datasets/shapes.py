@@ -1,15 +1,17 @@
 """``data=shapes``: the embedded dataset, procedurally generated, no download.
 
-Scenes of textured shapes on textured backgrounds. Every class draws its colours and textures
-from the same distributions as every other class and as the background, so a model must use
-shape and context (a ring is a disc with a hole showing the background; a cross and a square
-share straight edges) rather than colour. Generated once into a cache folder in the same
+Scenes of textured shapes on textured backgrounds. The background takes any colour; each shape
+class draws its colours from a hue range that overlaps its neighbours' by half, and every class
+uses the same four textures (solid, stripes, checker, smooth noise). Colour narrows a pixel down
+to two or three classes and the background; shape and context decide (a ring is a disc with a
+hole showing the background; a cross and a square share straight edges). Generated once into a cache folder in the same
 layout as a real dataset (``images/{train,val}/*.png``, ``annotations/{train,val}/*.png``) and
 read back with :class:`~segkit.data.datasets.SegmentationFolder`.
 """
 
 from __future__ import annotations
 
+import colorsys
 import json
 import logging
 import math
@@ -40,20 +42,27 @@ SHAPES_PALETTE = [
     [245, 130, 48],
     [145, 30, 180],
 ]
-_VERSION = 1
+_VERSION = 3
 
 
-def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A ``(size, size, 3)`` float texture: solid, stripes, checker or smooth noise, in colours
-    drawn uniformly (shared by every class and the background)."""
-    c1, c2 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+def _colour(rng: np.random.Generator, hue: float | None) -> np.ndarray:
+    """An RGB colour (0-255): any colour, or one whose hue is within 60 degrees of ``hue``."""
+    h = rng.uniform(0, 1) if hue is None else (hue + rng.uniform(-1, 1) / 6) % 1.0
+    return np.array(colorsys.hsv_to_rgb(h, rng.uniform(0.35, 1), rng.uniform(0.35, 1))) * 255
+
+
+def _texture(rng: np.random.Generator, size: int, hue: float | None = None) -> np.ndarray:
+    """A ``(size, size, 3)`` float texture: solid, stripes, checker or smooth noise. Colours are
+    any colour for the background, and near ``hue`` for a shape; the hue ranges of neighbouring
+    classes overlap by half, so colour narrows a class down but never decides it."""
+    c1, c2 = _colour(rng, hue), _colour(rng, hue)
     kind = rng.integers(4)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     if kind == 0:
         t = np.zeros((size, size), np.float32)
     elif kind == 1:
         angle, period = rng.uniform(0, math.pi), rng.uniform(4, 14)
-        t = (np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period) > 0)
+        t = np.sin((xx * math.cos(angle) + yy * math.sin(angle)) * 2 * math.pi / period) > 0
         t = t.astype(np.float32)
     elif kind == 2:
         period = int(rng.integers(4, 12))
@@ -67,7 +76,7 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
 def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
     """A boolean mask of one shape of class ``cls`` at a random place, scale and rotation."""
     mask = np.zeros((size, size), np.uint8)
-    r = rng.uniform(0.09, 0.2) * size
+    r = rng.uniform(0.13, 0.26) * size
     cx, cy = rng.uniform(r, size - r, 2)
     theta = rng.uniform(0, 2 * math.pi)
 
@@ -89,8 +98,24 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
         poly(np.stack([np.cos(a), np.sin(a)], 1) * 1.1)
     elif name == "cross":
         w = 0.33
-        poly(np.array([[-w, -1], [w, -1], [w, -w], [1, -w], [1, w], [w, w], [w, 1], [-w, 1],
-                       [-w, w], [-1, w], [-1, -w], [-w, -w]]))
+        poly(
+            np.array(
+                [
+                    [-w, -1],
+                    [w, -1],
+                    [w, -w],
+                    [1, -w],
+                    [1, w],
+                    [w, w],
+                    [w, 1],
+                    [-w, 1],
+                    [-w, w],
+                    [-1, w],
+                    [-1, -w],
+                    [-w, -w],
+                ]
+            )
+        )
     elif name == "star":
         a = np.arange(10) * math.pi / 5
         radius = np.where(np.arange(10) % 2 == 0, 1.1, 0.45)
@@ -98,7 +123,7 @@ def _shape_mask(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def render_scene(seed: int, size: int = 128, max_objects: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def render_scene(seed: int, size: int = 128, max_objects: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """One scene: ``(size, size, 3)`` uint8 RGB image and ``(size, size)`` uint8 class ids."""
     rng = np.random.default_rng(seed)
     image = _texture(rng, size)
@@ -106,9 +131,9 @@ def render_scene(seed: int, size: int = 128, max_objects: int = 4) -> tuple[np.n
     for _ in range(int(rng.integers(1, max_objects + 1))):
         cls = int(rng.integers(1, len(SHAPES_CLASSES)))
         mask = _shape_mask(rng, cls, size)
-        image[mask] = _texture(rng, size)[mask]
+        image[mask] = _texture(rng, size, hue=(cls - 1) / (len(SHAPES_CLASSES) - 1))[mask]
         label[mask] = cls
-    image += rng.normal(0, 8, image.shape)
+    image += rng.normal(0, 4, image.shape)
     return image.clip(0, 255).astype(np.uint8), label
 
 

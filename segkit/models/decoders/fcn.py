@@ -41,9 +41,7 @@ class FCNDecoder(nn.Module):
                 for i in range(num_convs)
             )
         )
-        self.conv_cat = (
-            ConvBNReLU(c_in + channels, channels, kernel_size) if concat_input else None
-        )
+        self.conv_cat = ConvBNReLU(c_in + channels, channels, kernel_size) if concat_input else None
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         x = features[self.in_index]

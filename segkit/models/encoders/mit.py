@@ -49,7 +49,8 @@ class MixVisionTransformer(nn.Module):
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = embed_dims[-1]
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        n_blocks = sum(depths)
+        dpr = [drop_path_rate * i / max(n_blocks - 1, 1) for i in range(n_blocks)]
         stages, feature_info, reduction, prev_dims, cursor = [], [], 1, in_chans, 0
         for i, dims in enumerate(embed_dims):
             stages.append(
@@ -225,7 +226,7 @@ class MixFFN(nn.Module):
 
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         x = self.fc1(x)
-        b, n, c = x.shape
+        b, _, c = x.shape
         x = self.dwconv(x.transpose(1, 2).reshape(b, c, *hw)).flatten(2).transpose(1, 2)
         x = self.drop(self.act(x))
         return self.drop(self.fc2(x))

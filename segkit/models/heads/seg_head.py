@@ -49,7 +49,9 @@ class SegHead(nn.Module):
         """
         target = batch[self.target_key]
         if logits.shape[2:] != target.shape[1:]:
-            logits = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False)
+            logits = F.interpolate(
+                logits, size=target.shape[1:], mode="bilinear", align_corners=False
+            )
         return {f"{prefix}{loss.name}": loss(logits, target) for loss in self.losses}
 
     @staticmethod

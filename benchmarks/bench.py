@@ -1,0 +1,250 @@
+"""segkit against MMSegmentation 1.2.2, side by side on this machine.
+
+    /work/venv/bin/python benchmarks/bench.py [--quick] [--mmseg-python /work/mmseg-venv/bin/python]
+        [--rounds 2] [--repeats 5] [--cases train_segformer_b0 ...] [--out FILE] [--require-mmseg]
+
+Every case (``protocol.CASES``) is measured by ``segkit_cases.py`` (this interpreter) and by
+``mmseg_reference.py`` (MMSegmentation's interpreter), each in a fresh process. The two sides
+alternate, case by case, and swap order from one round to the next (segkit then MMSegmentation,
+then MMSegmentation then segkit) so that load drifting on the shared machine falls on both.
+The table gives each side's median over all rounds' timed calls and the ratio, oriented so that
+above 1 means segkit is faster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import protocol
+
+HERE = Path(__file__).resolve().parent
+SIDES = {"segkit": HERE / "segkit_cases.py", "mmseg": HERE / "mmseg_reference.py"}
+DEFAULT_MMSEG_PYTHON = "/work/mmseg-venv/bin/python"
+DATA_IMAGES = 100
+DATA_SIZE = (512, 683)  # (height, width): ADE20K's most common image size
+BUSY_LOAD = 0.5  # a 1-minute load average above this means someone else is using the cores
+
+
+@dataclass
+class Measurements:
+    """One side's results for one case over the rounds (``error`` if a run failed)."""
+
+    results: list[protocol.Result] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def median(self) -> float | None:
+        samples = [s for r in self.results for s in r.samples]
+        return statistics.median(samples) if samples and self.error is None else None
+
+    def cell(self) -> str:
+        """The table cell: the pooled median, and each round's median when there are several."""
+        if self.error is not None:
+            return "failed"
+        if self.median is None:
+            return "–"
+        text = _number(self.median)
+        if len(self.results) > 1:
+            text += " [" + ", ".join(_number(r.median) for r in self.results) + "]"
+        return text
+
+
+def _number(value: float) -> str:
+    return f"{value:.3g}" if value < 10 else f"{value:.1f}"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1 round, 1 warm-up, 1 timed call")
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed calls per run (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per run (default 2)")
+    parser.add_argument("--cases", nargs="+", choices=list(protocol.CASES), default=list(protocol.CASES))
+    parser.add_argument("--mmseg-python", default=DEFAULT_MMSEG_PYTHON, help="MMSegmentation's interpreter")
+    parser.add_argument("--require-mmseg", action="store_true", help="fail if MMSegmentation is missing")
+    parser.add_argument("--out", type=Path, help="also write the table (markdown) to this file")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.repeats, args.warmup = 1, 1, 1
+    return args
+
+
+def make_ade20k_folder(root: Path, n: int = DATA_IMAGES) -> Path:
+    """``n`` JPEG + PNG pairs in ADE20K's layout (``images/training``, ``annotations/training``).
+
+    Images are smooth random fields plus mild noise, so the JPEGs are about as large (and as slow
+    to decode) as photographs, which white noise would not be; labels are blocky regions of raw
+    values 0..150 (0 is ADE20K's "other", ignored by both pipelines).
+    """
+    rng = np.random.default_rng(protocol.SEED)
+    h, w = DATA_SIZE
+    images, labels = root / "images" / "training", root / "annotations" / "training"
+    images.mkdir(parents=True)
+    labels.mkdir(parents=True)
+    for i in range(n):
+        coarse = rng.uniform(0, 255, size=(6, 8, 3)).astype(np.float32)
+        image = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        image += rng.normal(0, 8, size=image.shape).astype(np.float32)
+        cv2.imwrite(str(images / f"{i:05d}.jpg"), np.clip(image, 0, 255).astype(np.uint8))
+        regions = rng.integers(0, protocol.NUM_CLASSES + 1, size=(8, 11), dtype=np.uint8)
+        label = cv2.resize(regions, (w, h), interpolation=cv2.INTER_NEAREST)
+        cv2.imwrite(str(labels / f"{i:05d}.png"), label)
+    return root
+
+
+def mmseg_missing(python: str) -> str | None:
+    """Why MMSegmentation cannot be run with ``python`` (``None``: it can)."""
+    if not Path(python).is_file():
+        return f"{python} not found"
+    probe = subprocess.run(
+        [python, "-c", "import importlib.util as u; assert u.find_spec('mmseg')"],
+        capture_output=True,
+        text=True,
+    )
+    return None if probe.returncode == 0 else f"mmsegmentation is not installed for {python}"
+
+
+def run_side(
+    python: str, side: str, case: str, args: argparse.Namespace, data: Path | None
+) -> protocol.Result:
+    """One fresh process measuring ``case`` on ``side``; its last stdout line is the result."""
+    command = [python, str(SIDES[side]), case, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    if data is not None:
+        command += ["--data", str(data)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=HERE)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(done.stderr.strip().splitlines()[-15:])
+        raise RuntimeError(f"{side} {case} exited with {done.returncode}:\n{tail}")
+    return protocol.Result.from_json(lines[-1])
+
+
+def check_miou(segkit: Measurements, mmseg: Measurements) -> str | None:
+    """Whether the two metric implementations agree; ``None`` when either is missing.
+
+    segkit's full-precision mIoU is compared with the value recomputed from IoUMetric's own
+    areas (to 1e-6), and with the rounded percentage IoUMetric reports (to its rounding).
+    """
+    if not segkit.results or not mmseg.results or segkit.error or mmseg.error:
+        return None
+    ours, theirs = segkit.results[-1], mmseg.results[-1]
+    assert ours.miou is not None and theirs.miou is not None and theirs.miou_reported is not None
+    exact = abs(ours.miou - theirs.miou) <= 1e-6
+    # the report is a percentage with two decimals: within half of its last digit
+    rounded = abs(ours.miou * 100 - theirs.miou_reported * 100) <= 0.005 + 1e-6
+    verdict = "agree" if exact and rounded else "DISAGREE"
+    return (
+        f"mIoU {verdict}: segkit {ours.miou:.8f}, IoUMetric {theirs.miou:.8f} "
+        f"(reported {theirs.miou_reported * 100:.2f}%)"
+    )
+
+
+def ratio(case: protocol.Case, segkit: Measurements, mmseg: Measurements) -> str:
+    """Above 1 means segkit is faster, whatever the unit."""
+    if segkit.median is None or mmseg.median is None:
+        return "–"
+    value = segkit.median / mmseg.median if case.higher_is_better else mmseg.median / segkit.median
+    return f"{value:.2f}"
+
+
+def table(
+    measured: dict[str, dict[str, Measurements]], notes: list[str], args: argparse.Namespace
+) -> str:
+    """The markdown table, the protocol and the notes."""
+    rows = [
+        "| case | unit | segkit | MMSegmentation | ratio |",
+        "|---|---|---|---|---|",
+    ]
+    for name, sides in measured.items():
+        case = protocol.CASES[name]
+        rows.append(
+            f"| {name} | {case.unit} | {sides['segkit'].cell()} | {sides['mmseg'].cell()} "
+            f"| {ratio(case, sides['segkit'], sides['mmseg'])} |"
+        )
+    protocol_lines = [
+        "",
+        f"Ratio: MMSegmentation time / segkit time (images/s: segkit / MMSegmentation); above 1 "
+        f"means segkit is faster. Cells: median of all timed calls [each round's median]. "
+        f"{args.rounds} round(s) alternating the order of the sides, {args.warmup} warm-up + "
+        f"{args.repeats} timed call(s) per run, each run a fresh process, {protocol.THREADS} "
+        f"torch threads, fp32, random weights, CPU.",
+        "",
+        *[f"- {name}: {protocol.CASES[name].what}" for name in measured],
+        "",
+        *[f"- {note}" for note in notes],
+    ]
+    return "\n".join(rows + protocol_lines)
+
+
+def environment() -> str:
+    """The machine, as far as it matters to the figures."""
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def main() -> int:
+    args = parse_args()
+    missing = mmseg_missing(args.mmseg_python)
+    if missing and args.require_mmseg:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
+    sides = ["segkit"] if missing else ["segkit", "mmseg"]
+    pythons = {"segkit": sys.executable, "mmseg": args.mmseg_python}
+    notes = [environment()]
+    if missing:
+        notes.append(f"MMSegmentation columns skipped: {missing}")
+    load_start = os.getloadavg()[0]
+    measured = {case: {side: Measurements() for side in SIDES} for case in args.cases}
+    with tempfile.TemporaryDirectory(prefix="segkit-bench-") as tmp:
+        data = make_ade20k_folder(Path(tmp)) if "data_ade20k" in args.cases else None
+        for round_ in range(args.rounds):
+            order = sides if round_ % 2 == 0 else sides[::-1]
+            for case in args.cases:
+                for side in order:
+                    m = measured[case][side]
+                    if m.error is not None:
+                        continue
+                    print(f"round {round_ + 1}/{args.rounds}  {case:32s} {side:7s}", end="", flush=True)
+                    try:
+                        m.results.append(
+                            run_side(pythons[side], side, case, args, data if case == "data_ade20k" else None)
+                        )
+                        print(f"{m.results[-1].median:10.3f} {protocol.CASES[case].unit}", flush=True)
+                    except (RuntimeError, subprocess.TimeoutExpired) as err:
+                        m.error = str(err)
+                        print(f"  failed\n{err}", file=sys.stderr, flush=True)
+    load_end = os.getloadavg()[0]
+    notes.append(f"1-minute load average: {load_start:.2f} at the start, {load_end:.2f} at the end")
+    if max(load_start, load_end) > BUSY_LOAD:
+        notes.append(
+            "WARNING: the machine was busy; with every core in use, 2-thread runs wait on each "
+            "other and the figures (ratios included) are unreliable"
+        )
+    agreement = check_miou(measured["metric_iou"]["segkit"], measured["metric_iou"]["mmseg"]) if "metric_iou" in measured else None
+    if agreement:
+        notes.append(agreement)
+    text = table(measured, notes, args)
+    print("\n" + text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    failed = any(m.error for sides_ in measured.values() for m in sides_.values())
+    return 1 if failed or (agreement is not None and "DISAGREE" in agreement) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
