@@ -14,18 +14,20 @@ above 1 means segkit is faster.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
-
 import protocol
 
 HERE = Path(__file__).resolve().parent
@@ -33,14 +35,19 @@ SIDES = {"segkit": HERE / "segkit_cases.py", "mmseg": HERE / "mmseg_reference.py
 DEFAULT_MMSEG_PYTHON = "/work/mmseg-venv/bin/python"
 DATA_IMAGES = 100
 DATA_SIZE = (512, 683)  # (height, width): ADE20K's most common image size
-BUSY_LOAD = 0.5  # a 1-minute load average above this means someone else is using the cores
+# Other processes using more than this many cores on average during a run make it unreliable:
+# a 2-thread op on a 2-core machine then waits for its second thread (measured here: bincount
+# 60x slower with one core taken).
+BUSY_CORES = 0.25
 
 
 @dataclass
 class Measurements:
-    """One side's results for one case over the rounds (``error`` if a run failed)."""
+    """One side's results for one case over the rounds (``error`` if a run failed), and how
+    many cores other processes used on average during each run."""
 
     results: list[protocol.Result] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)
     error: str | None = None
 
     @property
@@ -53,7 +60,7 @@ class Measurements:
         if self.error is not None:
             return "failed"
         if self.median is None:
-            return "–"
+            return "-"
         text = _number(self.median)
         if len(self.results) > 1:
             text += " [" + ", ".join(_number(r.median) for r in self.results) + "]"
@@ -65,16 +72,28 @@ def _number(value: float) -> str:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 1 round, 1 warm-up, 1 timed call")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 round, 1 warm-up, 1 timed call"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (default 2)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per run (default 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per run (default 2)")
-    parser.add_argument("--cases", nargs="+", choices=list(protocol.CASES), default=list(protocol.CASES))
-    parser.add_argument("--mmseg-python", default=DEFAULT_MMSEG_PYTHON, help="MMSegmentation's interpreter")
-    parser.add_argument("--require-mmseg", action="store_true", help="fail if MMSegmentation is missing")
+    parser.add_argument(
+        "--cases", nargs="+", choices=list(protocol.CASES), default=list(protocol.CASES)
+    )
+    parser.add_argument(
+        "--mmseg-python", default=DEFAULT_MMSEG_PYTHON, help="MMSegmentation's interpreter"
+    )
+    parser.add_argument(
+        "--require-mmseg", action="store_true", help="fail if MMSegmentation is missing"
+    )
     parser.add_argument("--out", type=Path, help="also write the table (markdown) to this file")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run before giving up")
+    parser.add_argument(
+        "--timeout", type=float, default=1800, help="seconds per run before giving up"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.repeats, args.warmup = 1, 1, 1
@@ -104,6 +123,36 @@ def make_ade20k_folder(root: Path, n: int = DATA_IMAGES) -> Path:
     return root
 
 
+class OtherLoad:
+    """Cores used by processes other than this one and its children, from ``/proc/stat``
+    (busy and stolen time of the whole machine) minus our own CPU time; ``None`` off Linux."""
+
+    def __init__(self) -> None:
+        self.start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        except OSError:
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+        machine = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        ours = sum(
+            resource.getrusage(who).ru_utime + resource.getrusage(who).ru_stime
+            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        return machine, ours, time.monotonic()
+
+    def cores(self) -> float | None:
+        """Average cores used by others since construction."""
+        end = self._sample()
+        if self.start is None or end is None or end[2] <= self.start[2]:
+            return None
+        machine, ours, wall = (b - a for a, b in zip(self.start, end))
+        return max(machine - ours, 0.0) / wall
+
+
 def mmseg_missing(python: str) -> str | None:
     """Why MMSegmentation cannot be run with ``python`` (``None``: it can)."""
     if not Path(python).is_file():
@@ -120,7 +169,15 @@ def run_side(
     python: str, side: str, case: str, args: argparse.Namespace, data: Path | None
 ) -> protocol.Result:
     """One fresh process measuring ``case`` on ``side``; its last stdout line is the result."""
-    command = [python, str(SIDES[side]), case, "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    command = [
+        python,
+        str(SIDES[side]),
+        case,
+        "--repeats",
+        str(args.repeats),
+        "--warmup",
+        str(args.warmup),
+    ]
     if data is not None:
         command += ["--data", str(data)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=HERE)
@@ -129,6 +186,33 @@ def run_side(
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"{side} {case} exited with {done.returncode}:\n{tail}")
     return protocol.Result.from_json(lines[-1])
+
+
+def run_into(
+    measurements: Measurements,
+    python: str,
+    side: str,
+    case: str,
+    args: argparse.Namespace,
+    data: Path | None,
+) -> None:
+    """Add one run's result to ``measurements``; after a failure, record it and skip the
+    side's later rounds of the case (the other cases still run)."""
+    if measurements.error is not None:
+        return
+    others = OtherLoad()
+    try:
+        result = run_side(python, side, case, args, data if case == "data_ade20k" else None)
+    except (RuntimeError, subprocess.TimeoutExpired) as err:
+        measurements.error = str(err)
+        print(f"  failed: {err}", file=sys.stderr, flush=True)
+        return
+    measurements.results.append(result)
+    busy = others.cores()
+    if busy is not None:
+        measurements.others.append(busy)
+    note = f" (other processes: {busy:.2f} cores)" if busy is not None else ""
+    print(f"  {result.median:.3f} {result.unit}{note}", flush=True)
 
 
 def check_miou(segkit: Measurements, mmseg: Measurements) -> str | None:
@@ -154,7 +238,7 @@ def check_miou(segkit: Measurements, mmseg: Measurements) -> str | None:
 def ratio(case: protocol.Case, segkit: Measurements, mmseg: Measurements) -> str:
     """Above 1 means segkit is faster, whatever the unit."""
     if segkit.median is None or mmseg.median is None:
-        return "–"
+        return "-"
     value = segkit.median / mmseg.median if case.higher_is_better else mmseg.median / segkit.median
     return f"{value:.2f}"
 
@@ -188,12 +272,36 @@ def table(
     return "\n".join(rows + protocol_lines)
 
 
-def environment() -> str:
-    """The machine, as far as it matters to the figures."""
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}"
-    )
+def environment(measured: dict[str, dict[str, Measurements]]) -> list[str]:
+    """The machine and the libraries, as far as they matter to the figures."""
+    cpu = platform.machine()
+    with contextlib.suppress(OSError):
+        names = [
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0].split(":", 1)[1].strip() if names else cpu
+    lines = [f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"]
+    for side, label in (("segkit", "segkit side"), ("mmseg", "MMSegmentation side")):
+        versions = {r.versions for sides in measured.values() for r in sides[side].results}
+        lines += [f"{label}: {v}" for v in sorted(versions) if v]
+    return lines
+
+
+def busy_notes(measured: dict[str, dict[str, Measurements]]) -> list[str]:
+    """How much other processes used the machine during the runs, and a warning if too much."""
+    others = [c for sides in measured.values() for m in sides.values() for c in m.others]
+    if not others:
+        return []
+    notes = [
+        f"other processes used {statistics.mean(others):.2f} cores on average during the runs, "
+        f"{max(others):.2f} at most"
+    ]
+    if max(others) > BUSY_CORES:
+        notes.append(
+            "WARNING: the machine was busy; with every core in use, 2-thread runs wait on each "
+            "other and these figures (ratios included) are unreliable"
+        )
+    return notes
 
 
 def main() -> int:
@@ -204,10 +312,9 @@ def main() -> int:
         return 2
     sides = ["segkit"] if missing else ["segkit", "mmseg"]
     pythons = {"segkit": sys.executable, "mmseg": args.mmseg_python}
-    notes = [environment()]
+    notes: list[str] = []
     if missing:
         notes.append(f"MMSegmentation columns skipped: {missing}")
-    load_start = os.getloadavg()[0]
     measured = {case: {side: Measurements() for side in SIDES} for case in args.cases}
     with tempfile.TemporaryDirectory(prefix="segkit-bench-") as tmp:
         data = make_ade20k_folder(Path(tmp)) if "data_ade20k" in args.cases else None
@@ -215,26 +322,15 @@ def main() -> int:
             order = sides if round_ % 2 == 0 else sides[::-1]
             for case in args.cases:
                 for side in order:
-                    m = measured[case][side]
-                    if m.error is not None:
-                        continue
-                    print(f"round {round_ + 1}/{args.rounds}  {case:32s} {side:7s}", end="", flush=True)
-                    try:
-                        m.results.append(
-                            run_side(pythons[side], side, case, args, data if case == "data_ade20k" else None)
-                        )
-                        print(f"{m.results[-1].median:10.3f} {protocol.CASES[case].unit}", flush=True)
-                    except (RuntimeError, subprocess.TimeoutExpired) as err:
-                        m.error = str(err)
-                        print(f"  failed\n{err}", file=sys.stderr, flush=True)
-    load_end = os.getloadavg()[0]
-    notes.append(f"1-minute load average: {load_start:.2f} at the start, {load_end:.2f} at the end")
-    if max(load_start, load_end) > BUSY_LOAD:
-        notes.append(
-            "WARNING: the machine was busy; with every core in use, 2-thread runs wait on each "
-            "other and the figures (ratios included) are unreliable"
-        )
-    agreement = check_miou(measured["metric_iou"]["segkit"], measured["metric_iou"]["mmseg"]) if "metric_iou" in measured else None
+                    print(
+                        f"round {round_ + 1}/{args.rounds}  {case:30s} {side:7s}",
+                        end="",
+                        flush=True,
+                    )
+                    run_into(measured[case][side], pythons[side], side, case, args, data)
+    notes = environment(measured) + notes + busy_notes(measured)
+    metric = measured.get("metric_iou")
+    agreement = check_miou(metric["segkit"], metric["mmseg"]) if metric else None
     if agreement:
         notes.append(agreement)
     text = table(measured, notes, args)

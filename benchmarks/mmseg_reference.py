@@ -22,16 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import protocol
 import torch
 
-import protocol
-
+# mmcv-lite lacks the compiled ops that `import mmseg` reaches for: the shim must be installed
+# before any mmcv/mmengine/mmseg import below.
 sys.path.insert(0, os.environ.get("SEGKIT_MMSEG_SHIM", "/work/shared/reference/mmseg"))
-import mmcv_shim  # noqa: E402  (must run before mmseg is imported)
+import mmcv_shim
 
 mmcv_shim.install()
 
 import cv2  # noqa: E402
+import mmengine  # noqa: E402
 import mmseg  # noqa: E402
 from mmengine.config import Config, ConfigDict  # noqa: E402
 from mmengine.logging import MMLogger  # noqa: E402
@@ -150,7 +152,12 @@ def iou_metric(warmup: int, repeats: int) -> tuple[list[float], float, float]:
     recomputed here from the metric's own accumulated areas, so it can be compared to 1e-6.
     """
     batches = [
-        [{"pred_sem_seg": {"data": torch.from_numpy(p)}, "gt_sem_seg": {"data": torch.from_numpy(t)}}]
+        [
+            {
+                "pred_sem_seg": {"data": torch.from_numpy(p)},
+                "gt_sem_seg": {"data": torch.from_numpy(t)},
+            }
+        ]
         for p, t in protocol.metric_pairs()
     ]
     runs: list[tuple[dict[str, float], list]] = []
@@ -169,6 +176,9 @@ def iou_metric(warmup: int, repeats: int) -> tuple[list[float], float, float]:
     return samples, float(np.nanmean(iou)), float(reported["mIoU"]) / 100
 
 
+VERSIONS = f"mmsegmentation {mmseg.__version__}, mmengine {mmengine.__version__}, torch {torch.__version__}"
+
+
 def measure(case: str, warmup: int, repeats: int, data: str | None) -> protocol.Result:
     """Run ``case``; see ``protocol.CASES``."""
     runners: dict[str, Callable[[], list[float]]] = {
@@ -182,12 +192,14 @@ def measure(case: str, warmup: int, repeats: int, data: str | None) -> protocol.
     }
     if case == "metric_iou":
         samples, miou, reported = iou_metric(warmup, repeats)
-        return protocol.Result.of(case, samples, miou=miou, miou_reported=reported)
+        return protocol.Result.of(
+            case, samples, miou=miou, miou_reported=reported, versions=VERSIONS
+        )
     if case == "data_ade20k":
         if data is None:
             raise SystemExit("data_ade20k needs --data DIR (bench.py makes one)")
-        return protocol.Result.of(case, data_pipeline(data, warmup, repeats))
-    return protocol.Result.of(case, runners[case]())
+        return protocol.Result.of(case, data_pipeline(data, warmup, repeats), versions=VERSIONS)
+    return protocol.Result.of(case, runners[case](), versions=VERSIONS)
 
 
 def main() -> None:

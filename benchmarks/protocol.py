@@ -115,6 +115,7 @@ class Result:
         miou: metric case: the mIoU as a fraction, at full precision.
         miou_reported: metric case: the mIoU as the library reports it, as a fraction
             (MMSegmentation rounds its percentage to two decimals).
+        versions: the measured libraries' versions, for the record.
     """
 
     case: str
@@ -123,10 +124,11 @@ class Result:
     samples: list[float]
     miou: float | None = None
     miou_reported: float | None = None
+    versions: str = ""
 
     @classmethod
-    def of(cls, case: str, samples: list[float], **metric: float) -> Result:
-        return cls(case, CASES[case].unit, statistics.median(samples), samples, **metric)
+    def of(cls, case: str, samples: list[float], **extra: float | str) -> Result:
+        return cls(case, CASES[case].unit, statistics.median(samples), samples, **extra)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import protocol
+import timm
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import protocol
+import segkit
 from segkit.cli._hydra import CONFIG_DIR
 from segkit.metrics import SegMetrics
 from segkit.models import Segmentor
@@ -120,7 +122,9 @@ def data_pipeline(root: str, warmup: int, repeats: int) -> list[float]:
 def iou_metric(warmup: int, repeats: int) -> tuple[list[float], float]:
     """Seconds for ``SegMetrics.update`` on each pair (batches of one, as validation feeds it)
     plus ``compute``; also the mIoU."""
-    pairs = [(torch.from_numpy(p)[None], torch.from_numpy(t)[None]) for p, t in protocol.metric_pairs()]
+    pairs = [
+        (torch.from_numpy(p)[None], torch.from_numpy(t)[None]) for p, t in protocol.metric_pairs()
+    ]
     results: list[float] = []
 
     def run() -> None:
@@ -130,6 +134,9 @@ def iou_metric(warmup: int, repeats: int) -> tuple[list[float], float]:
         results.append(float(metric.compute()["mIoU"]))
 
     return protocol.time_calls(run, warmup, repeats), results[-1]
+
+
+VERSIONS = f"segkit {segkit.__version__}, timm {timm.__version__}, torch {torch.__version__}"
 
 
 def measure(case: str, warmup: int, repeats: int, data: str | None) -> protocol.Result:
@@ -145,12 +152,12 @@ def measure(case: str, warmup: int, repeats: int, data: str | None) -> protocol.
     }
     if case == "metric_iou":
         samples, miou = iou_metric(warmup, repeats)
-        return protocol.Result.of(case, samples, miou=miou, miou_reported=miou)
+        return protocol.Result.of(case, samples, miou=miou, miou_reported=miou, versions=VERSIONS)
     if case == "data_ade20k":
         if data is None:
             raise SystemExit("data_ade20k needs --data DIR (bench.py makes one)")
-        return protocol.Result.of(case, data_pipeline(data, warmup, repeats))
-    return protocol.Result.of(case, runners[case]())
+        return protocol.Result.of(case, data_pipeline(data, warmup, repeats), versions=VERSIONS)
+    return protocol.Result.of(case, runners[case](), versions=VERSIONS)
 
 
 def main() -> None:

@@ -166,3 +166,24 @@ def test_global_batch_size_is_divided_by_processes(compose_cfg, tmp_path: Path) 
     assert train.batch_size == 2  # global 4 over 2 processes
     val = dm.val_dataloader()
     assert list(val.sampler) == [1]  # rank 1 of 2 over 3 samples: no padding, no repeats
+
+
+def test_device_augment_moves_masks_with_images() -> None:
+    import kornia.augmentation as K
+    import torch
+
+    from segkit.data.device_augment import DeviceAugment
+
+    aug = DeviceAugment([K.RandomHorizontalFlip(p=1.0), K.RandomAffine(degrees=0, translate=(0.25, 0.0), p=1.0)])
+    images = torch.zeros(2, 3, 16, 16)
+    images[:, :, :, :4] = 255.0
+    masks = torch.zeros(2, 16, 16, dtype=torch.long)
+    masks[:, :, :4] = 3
+    out_images, out_masks = aug(images, masks)
+    assert out_masks.shape == masks.shape and out_masks.dtype == torch.long
+    # the labelled stripe moved exactly where the bright stripe moved
+    bright = out_images[:, 0] > 127
+    assert torch.equal(bright, out_masks == 3)
+    # pixels shifted in from outside the image are ignored, not class 0
+    assert (out_masks == 255).any()
+    assert set(out_masks.unique().tolist()) <= {0, 3, 255}

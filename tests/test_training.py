@@ -174,3 +174,40 @@ def test_malicious_or_broken_checkpoints_are_refused(trained, tmp_path: Path) ->
     with pytest.raises(ValueError, match="not a segkit checkpoint"):
         torch.save({"state_dict": {}}, tmp_path / "plain.ckpt")
         segkit.load(tmp_path / "plain.ckpt")
+
+
+def test_epoch_based_training(compose_cfg) -> None:
+    cfg = compose_cfg(
+        [
+            *TINY,
+            *tiny_shapes(num_train=8),
+            "trainer.max_steps=-1",
+            "trainer.max_epochs=2",
+            "trainer.val_check_interval=1.0",
+            "trainer.check_val_every_n_epoch=1",
+        ]
+    )
+    train(cfg)
+    ckpt = torch.load(_ckpt(cfg), map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # 2 epochs x 2 batches
+    # the schedule ran over epochs x batches and reached its end
+    assert ckpt["lr_schedulers"][0]["lr_lambdas"][0]["total_steps"] == 4
+
+
+def test_wheel_ships_the_configs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("segkit-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in ("segkit/conf/train.yaml", "segkit/conf/model/segformer.yaml", "segkit/conf/data/ade20k.yaml", "segkit/conf/recipe/shapes_segformer.yaml", "segkit/models/encoders/mit.py"):
+        assert required in names, required

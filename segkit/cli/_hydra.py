@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
@@ -46,6 +47,9 @@ def remember_for_children(config: dict[str, Any], output_dir: str | Path) -> Non
 def run_hydra_app(hydra_main: Callable[[], Any], body: Callable[[DictConfig], Any]) -> None:
     """Run ``hydra_main`` (a ``@hydra.main`` function), or, in a DDP child started by
     Lightning, ``body`` on the parent's resolved config."""
+    # segkit moves batch preparation to the LightningModule on purpose (normalisation and
+    # augmentation on the device); Lightning's note about it is noise in every run's log.
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
     child_config = os.environ.get(_CHILD_CONFIG)
     if child_config and int(os.environ.get("LOCAL_RANK", "0")) > 0:
         body(OmegaConf.load(child_config))

@@ -165,7 +165,9 @@ class Segmentor(nn.Module):
                 outputs = self.inference(x)
                 result: dict[str, Tensor] = {}
                 for name, value in outputs.items():
-                    value = F.interpolate(value, size=size, mode="bilinear", align_corners=False)[0]
+                    if value.shape[2:] != size:
+                        value = F.interpolate(value, size=size, mode="bilinear", align_corners=False)
+                    value = value[0]
                     result[name] = self.heads[name].postprocess(value)
                     if return_scores:
                         result[f"{name}_scores"] = value

@@ -1,10 +1,11 @@
 """``data=shapes``: the embedded dataset, procedurally generated, no download.
 
-Scenes of textured shapes on textured backgrounds. The background takes any colour; each shape
-class draws its colours from a hue range that overlaps its neighbours' by half, and every class
-uses the same four textures (solid, stripes, checker, smooth noise). Colour narrows a pixel down
-to two or three classes and the background; shape and context decide (a ring is a disc with a
-hole showing the background; a cross and a square share straight edges). Generated once into a cache folder in the same
+Scenes of textured shapes on textured backgrounds. Each shape class draws its colours from an
+80-degree hue range that overlaps both neighbouring classes' ranges; the background takes any hue
+at lower saturation, overlapping the shapes' paler colours; every class uses the same four
+textures (solid, stripes, checker, smooth noise). Colour narrows a pixel down to a few classes;
+shape and context decide (a ring is a disc with a hole showing the background; a cross and a
+square share straight edges). Generated once into a cache folder in the same
 layout as a real dataset (``images/{train,val}/*.png``, ``annotations/{train,val}/*.png``) and
 read back with :class:`~segkit.data.datasets.SegmentationFolder`.
 """
@@ -42,19 +43,28 @@ SHAPES_PALETTE = [
     [245, 130, 48],
     [145, 30, 180],
 ]
-_VERSION = 3
+_VERSION = 4
 
 
 def _colour(rng: np.random.Generator, hue: float | None) -> np.ndarray:
-    """An RGB colour (0-255): any colour, or one whose hue is within 60 degrees of ``hue``."""
-    h = rng.uniform(0, 1) if hue is None else (hue + rng.uniform(-1, 1) / 6) % 1.0
+    """An RGB colour (0-255). Background (``hue=None``): any hue, saturation 0-0.6. A shape: hue
+    within 40 degrees of ``hue``, saturation 0.35-1. Class hues are 60 degrees apart, so each
+    class's range overlaps both neighbours', and every saturation in 0.35-0.6 is shared with the
+    background."""
+    if hue is None:
+        return (
+            np.array(
+                colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(0, 0.6), rng.uniform(0.3, 1))
+            )
+            * 255
+        )
+    h = (hue + rng.uniform(-1, 1) / 9) % 1.0
     return np.array(colorsys.hsv_to_rgb(h, rng.uniform(0.35, 1), rng.uniform(0.35, 1))) * 255
 
 
 def _texture(rng: np.random.Generator, size: int, hue: float | None = None) -> np.ndarray:
-    """A ``(size, size, 3)`` float texture: solid, stripes, checker or smooth noise. Colours are
-    any colour for the background, and near ``hue`` for a shape; the hue ranges of neighbouring
-    classes overlap by half, so colour narrows a class down but never decides it."""
+    """A ``(size, size, 3)`` float texture: solid, stripes, checker or smooth noise, in colours
+    from :func:`_colour`: colour narrows a class down but does not decide it."""
     c1, c2 = _colour(rng, hue), _colour(rng, hue)
     kind = rng.integers(4)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
