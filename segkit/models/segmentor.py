@@ -55,6 +55,8 @@ class Segmentor(nn.Module):
         mean, std: per-channel normalisation of 0-255 RGB input.
         test_cfg: :class:`~segkit.models.inference.InferenceConfig` fields.
         class_names, palette, ignore_index: the label space, carried into checkpoints.
+        channels_last: keep weights and activations in NHWC memory order (faster convolutions
+            on CPUs and on GPUs with tensor cores; results are the same).
 
     Inputs are RGB images ``(N, 3, H, W)``, float or uint8, in 0-255.
     """
@@ -72,6 +74,7 @@ class Segmentor(nn.Module):
         class_names: Sequence[str] | None = None,
         palette: Sequence[Sequence[int]] | None = None,
         ignore_index: int = 255,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -99,12 +102,17 @@ class Segmentor(nn.Module):
         self.class_names = list(class_names) if class_names is not None else None
         self.palette = [list(c) for c in palette] if palette is not None else None
         self.ignore_index = ignore_index
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ training
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """Images ``(N, 3, H, W)`` in 0-255 -> ``{head: (N, C, H/s, W/s)}`` at the decoder's
         stride ``s``; in training mode also ``{"aux.<name>": ...}`` for auxiliary heads."""
         x = (images.float() - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         features = self.encoder(x)
         if self.neck is not None:
             features = self.neck(features)
