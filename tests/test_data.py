@@ -174,7 +174,9 @@ def test_device_augment_moves_masks_with_images() -> None:
 
     from segkit.data.device_augment import DeviceAugment
 
-    aug = DeviceAugment([K.RandomHorizontalFlip(p=1.0), K.RandomAffine(degrees=0, translate=(0.25, 0.0), p=1.0)])
+    aug = DeviceAugment(
+        [K.RandomHorizontalFlip(p=1.0), K.RandomAffine(degrees=0, translate=(0.25, 0.0), p=1.0)]
+    )
     images = torch.zeros(2, 3, 16, 16)
     images[:, :, :, :4] = 255.0
     masks = torch.zeros(2, 16, 16, dtype=torch.long)

@@ -20,9 +20,13 @@ def test_segformer_recipe_groups(compose_cfg) -> None:
     assert by_param[id(named["heads.seg.conv_seg.weight"])]["lr"] == 10.0
     assert by_param[id(named["encoder.model.stages_0.blocks.0.attn.q.weight"])]["lr"] == 1.0
     # no weight decay on LayerNorm / BatchNorm, decay elsewhere
-    assert by_param[id(named["encoder.model.stages_0.blocks.0.norm1.weight"])]["weight_decay"] == 0.0
+    assert (
+        by_param[id(named["encoder.model.stages_0.blocks.0.norm1.weight"])]["weight_decay"] == 0.0
+    )
     assert by_param[id(named["decoder.fusion_conv.bn.weight"])]["weight_decay"] == 0.0
-    assert by_param[id(named["encoder.model.stages_0.blocks.0.attn.q.weight"])]["weight_decay"] == 0.01
+    assert (
+        by_param[id(named["encoder.model.stages_0.blocks.0.attn.q.weight"])]["weight_decay"] == 0.01
+    )
     assert sum(len(g["params"]) for g in groups) == len(named)
 
 

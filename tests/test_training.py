@@ -51,7 +51,7 @@ def trained(compose_cfg):
             *TINY,
             *tiny_shapes(),
             "trainer.max_steps=6",
-            "+callbacks.model_checkpoint.every_n_train_steps=1",
+            "+callbacks.last_checkpoint.every_n_train_steps=1",
         ]
     )
     miou = train(cfg)
@@ -115,7 +115,7 @@ def test_resumed_run_ends_where_an_uninterrupted_one_does(compose_cfg, tmp_path:
         *tiny_shapes(num_train=20),  # 5 batches per epoch: the crash falls mid-epoch
         "trainer.max_steps=8",
         "trainer.val_check_interval=3",
-        "+callbacks.model_checkpoint.every_n_train_steps=1",
+        "+callbacks.last_checkpoint.every_n_train_steps=1",
         "data.train_transform.transforms.0.p=0.5",
     ]
     full = compose_cfg(common)
@@ -201,7 +201,18 @@ def test_wheel_ships_the_configs(tmp_path: Path) -> None:
 
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(root),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -209,5 +220,9 @@ def test_wheel_ships_the_configs(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("segkit-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for required in ("segkit/conf/train.yaml", "segkit/conf/model/segformer.yaml", "segkit/conf/data/ade20k.yaml", "segkit/conf/recipe/shapes_segformer.yaml", "segkit/models/encoders/mit.py"):
-        assert required in names, required
+    expected = {str(p.relative_to(root)) for p in (root / "segkit").rglob("*.py")}
+    expected |= {
+        "segkit/conf/" + str(p.relative_to(root / "conf")) for p in (root / "conf").rglob("*.yaml")
+    }
+    missing = sorted(expected - names)
+    assert not missing, f"not in the wheel: {missing[:10]}"

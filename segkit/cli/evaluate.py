@@ -43,7 +43,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     task = SegmentationTask(model, optimizer=None, lr=0.0)  # type: ignore[arg-type]
     trainer: L.Trainer = instantiate(
-        cfg.trainer, callbacks=[ClassTable()], logger=False, enable_checkpointing=False
+        cfg.trainer,
+        callbacks=[ClassTable()],
+        logger=False,
+        enable_checkpointing=False,
+        sync_batchnorm=False,  # evaluation: BatchNorm uses its running statistics
     )
     stage = cfg.get("split", "val")
     if stage == "test":

@@ -6,6 +6,7 @@ import logging
 
 import hydra
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -31,7 +32,9 @@ def train(cfg: DictConfig) -> float | None:
     task.run_config = config  # not through instantiate: it would build the _target_s inside
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=logger, sync_batchnorm=_sync_batchnorm(cfg.trainer)
+    )
 
     if trainer.is_global_zero:
         params = sum(p.numel() for p in model.parameters())
@@ -46,6 +49,17 @@ def train(cfg: DictConfig) -> float | None:
         trainer.test(task, datamodule=datamodule, ckpt_path="best")
     value = trainer.callback_metrics.get(cfg.get("optimized_metric", "val/mIoU"))
     return float(value) if value is not None else None
+
+
+def _sync_batchnorm(trainer_cfg: DictConfig) -> bool:
+    """``trainer.sync_batchnorm``, unless the processes run on CPUs: PyTorch's SyncBatchNorm
+    supports GPU modules only, so CPU DDP (gloo) keeps per-process BatchNorm."""
+    wanted = bool(trainer_cfg.get("sync_batchnorm", False))
+    accelerator = str(trainer_cfg.get("accelerator", "auto"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if wanted and not on_gpu:
+        log.info("sync_batchnorm: off on CPU (PyTorch's SyncBatchNorm needs GPUs)")
+    return wanted and on_gpu
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

@@ -174,7 +174,9 @@ class Segmentor(nn.Module):
                 result: dict[str, Tensor] = {}
                 for name, value in outputs.items():
                     if value.shape[2:] != size:
-                        value = F.interpolate(value, size=size, mode="bilinear", align_corners=False)
+                        value = F.interpolate(
+                            value, size=size, mode="bilinear", align_corners=False
+                        )
                     value = value[0]
                     result[name] = self.heads[name].postprocess(value)
                     if return_scores:
