@@ -62,9 +62,3 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _compose
-
-
-@pytest.fixture(scope="session")
-def shapes_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache folder with a tiny shapes dataset shared by the session."""
-    return tmp_path_factory.mktemp("shapes-cache")

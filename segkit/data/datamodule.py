@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import lightning as L
 import numpy as np
@@ -166,12 +165,3 @@ class SegDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.val_batch_size, shuffle=False)
-
-    def metadata(self) -> dict[str, Any]:
-        """The label space as plain data (stored in checkpoints)."""
-        return {
-            "class_names": self.class_names,
-            "palette": self.palette,
-            "num_classes": self.num_classes,
-            "ignore_index": self.ignore_index,
-        }

@@ -8,12 +8,14 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from segkit.metrics import SegMetrics
 from segkit.models import Segmentor
 from segkit.optim import param_groups
+from segkit.optim.param_groups import describe
 
 __all__ = ["SegmentationTask"]
 
@@ -126,6 +128,7 @@ class SegmentationTask(L.LightningModule):
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
         groups = param_groups(self.model, self.lr, self.weight_decay, **self.param_group_rules)
+        rank_zero_info("parameter groups:\n" + describe(groups))
         optimizer = self.optimizer_factory(groups, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}

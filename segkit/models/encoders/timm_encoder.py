@@ -36,7 +36,7 @@ class TimmEncoder(nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if name not in timm.list_models():
+        if not timm.is_model(name.split(".")[0]):  # "arch.pretrained_tag" names are fine too
             raise ValueError(
                 f"unknown encoder {name!r}: not in timm's registry "
                 f"(see timm.list_models(), e.g. {timm.list_models('resnet5*')[:3]})"
