@@ -117,3 +117,24 @@ def test_invalid_inference_config_is_rejected() -> None:
         InferenceConfig(mode="slide")
     with pytest.raises(ValueError, match="whole"):
         InferenceConfig(mode="sliding")
+
+
+def test_encoder_loads_a_local_checkpoint_and_explains_offline_pretrained(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    from segkit.models.encoders import TimmEncoder
+
+    source = timm.create_model("mit_b0", num_classes=0)
+    save_file(source.state_dict(), str(tmp_path / "mit_b0.safetensors"))
+    encoder = TimmEncoder("mit_b0", checkpoint=str(tmp_path / "mit_b0.safetensors"))
+    torch.testing.assert_close(
+        encoder.model.state_dict()["stages_0.patch_embed.proj.weight"],
+        source.state_dict()["stages.0.patch_embed.proj.weight"],
+    )
+    with pytest.raises(FileNotFoundError, match="encoder checkpoint not found"):
+        TimmEncoder("mit_b0", checkpoint=str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="not in timm's registry"):
+        TimmEncoder("mit_b9")
+    # HF_HUB_OFFLINE=1 (conftest): no network, so the hub download fails fast with advice
+    with pytest.raises(RuntimeError, match=r"model\.encoder\.checkpoint=PATH"):
+        TimmEncoder("mit_b0", pretrained=True)
