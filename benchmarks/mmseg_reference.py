@@ -190,16 +190,14 @@ def measure(case: str, warmup: int, repeats: int, data: str | None) -> protocol.
             SEGFORMER_CITYSCAPES, 1024, 2048, warmup, repeats
         ),
     }
-    if case == "metric_iou":
-        samples, miou, reported = iou_metric(warmup, repeats)
-        return protocol.Result.of(
-            case, samples, miou=miou, miou_reported=reported, versions=VERSIONS
-        )
-    if case == "data_ade20k":
-        if data is None:
-            raise SystemExit("data_ade20k needs --data DIR (bench.py makes one)")
-        return protocol.Result.of(case, data_pipeline(data, warmup, repeats), versions=VERSIONS)
-    return protocol.Result.of(case, runners[case](), versions=VERSIONS)
+    return protocol.run_case(
+        case,
+        runners,
+        lambda folder: data_pipeline(folder, warmup, repeats),
+        lambda: iou_metric(warmup, repeats),
+        data,
+        VERSIONS,
+    )
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "image_batch",
     "label_batch",
     "metric_pairs",
+    "run_case",
     "time_calls",
 ]
 
@@ -101,6 +102,27 @@ def case_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--data", help="data_ade20k: an ADE20K-layout folder made by bench.py")
     return parser
+
+
+def run_case(
+    case: str,
+    timed: dict[str, Callable[[], list[float]]],
+    data_pipeline: Callable[[str], list[float]],
+    metric: Callable[[], tuple[list[float], float, float]],
+    data: str | None,
+    versions: str,
+) -> Result:
+    """Measure ``case`` with one side's functions: ``timed`` for the model cases,
+    ``data_pipeline(folder)`` for ``data_ade20k``, ``metric()`` -> (samples, mIoU, reported mIoU)
+    for ``metric_iou``; both scripts dispatch through here."""
+    if case == "metric_iou":
+        samples, miou, reported = metric()
+        return Result.of(case, samples, miou=miou, miou_reported=reported, versions=versions)
+    if case == "data_ade20k":
+        if data is None:
+            raise SystemExit("data_ade20k needs --data DIR (bench.py makes one)")
+        return Result.of(case, data_pipeline(data), versions=versions)
+    return Result.of(case, timed[case](), versions=versions)
 
 
 @dataclass

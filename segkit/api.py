@@ -11,7 +11,14 @@ from hydra.utils import instantiate
 
 from segkit.models import Segmentor
 
-__all__ = ["SAFE_TARGET_PREFIXES", "UnsafeConfigError", "load", "read_checkpoint"]
+__all__ = [
+    "SAFE_TARGET_PREFIXES",
+    "UnsafeConfigError",
+    "build_model",
+    "load",
+    "model_from_checkpoint",
+    "read_checkpoint",
+]
 
 # A checkpoint's config names the classes to build. ``_target_``s outside these packages are
 # refused unless the caller trusts the file: instantiating an arbitrary callable from a file
@@ -78,6 +85,21 @@ def build_model(model_config: Mapping[str, Any], trust_config: bool = False) -> 
     return instantiate(_offline_encoders(model_config), _convert_="partial")
 
 
+def model_from_checkpoint(ckpt: Mapping[str, Any], trust_config: bool = False) -> Segmentor:
+    """The :class:`Segmentor` of a checkpoint read by :func:`read_checkpoint`, with its weights."""
+    model = build_model(ckpt["segkit"]["config"]["model"], trust_config)
+    state = {
+        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
+    }
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(
+            f"the checkpoint's weights do not fit the model in its config: missing keys "
+            f"{missing[:10]}, unexpected keys {unexpected[:10]}"
+        )
+    return model
+
+
 def load(
     path: str | Path, device: str | torch.device = "cpu", trust_config: bool = False
 ) -> Segmentor:
@@ -86,16 +108,4 @@ def load(
 
     The file is read with ``weights_only=True``; the model is built from the config stored in it.
     """
-    ckpt = read_checkpoint(path)
-    config = ckpt["segkit"]["config"]
-    model = build_model(config["model"], trust_config)
-    state = {
-        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
-    }
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: weights do not fit the model in its config: missing keys {missing[:10]}, "
-            f"unexpected keys {unexpected[:10]}"
-        )
-    return model.to(device).eval()
+    return model_from_checkpoint(read_checkpoint(path), trust_config).to(device).eval()

@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from segkit.api import build_model, read_checkpoint
+from segkit.api import model_from_checkpoint, read_checkpoint
 from segkit.callbacks import ClassTable
 from segkit.cli._hydra import CONFIG_DIR, remember_for_children, run_hydra_app
 from segkit.tasks import SegmentationTask
@@ -31,11 +31,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     saved = ckpt["segkit"]["config"]
     data_cfg = cfg.data if cfg.get("data") is not None else OmegaConf.create(saved["data"])
     datamodule = instantiate(data_cfg)
-    model = build_model(saved["model"], trust_config=cfg.trust_config)
-    state = {
-        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
-    }
-    model.load_state_dict(state)
+    model = model_from_checkpoint(ckpt, trust_config=cfg.trust_config)
     if datamodule.num_classes != model.heads["seg"].num_classes:
         raise ValueError(
             f"the data has {datamodule.num_classes} classes, the model predicts "
