@@ -15,6 +15,7 @@ __all__ = [
     "SAFE_TARGET_PREFIXES",
     "UnsafeConfigError",
     "build_model",
+    "check_targets",
     "load",
     "model_from_checkpoint",
     "read_checkpoint",
@@ -23,7 +24,14 @@ __all__ = [
 # A checkpoint's config names the classes to build. ``_target_``s outside these packages are
 # refused unless the caller trusts the file: instantiating an arbitrary callable from a file
 # downloaded from the internet would run code just as unpickling would.
-SAFE_TARGET_PREFIXES = ("segkit.", "torch.nn.", "timm.", "functools.partial")
+SAFE_TARGET_PREFIXES = (
+    "segkit.",
+    "torch.nn.",
+    "timm.",
+    "functools.partial",
+    "albumentations.",  # data configs: pipelines
+    "kornia.augmentation.",
+)
 
 
 class UnsafeConfigError(ValueError):
@@ -50,7 +58,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def _check_targets(node: Any, trusted: bool, where: str = "model") -> None:
+def check_targets(node: Any, trusted: bool, where: str = "model") -> None:
+    """Raise :class:`UnsafeConfigError` for a ``_target_`` outside the trusted packages."""
     if isinstance(node, Mapping):
         target = node.get("_target_")
         if target is not None and not trusted and not str(target).startswith(SAFE_TARGET_PREFIXES):
@@ -60,10 +69,10 @@ def _check_targets(node: Any, trusted: bool, where: str = "model") -> None:
                 "the file's author"
             )
         for key, value in node.items():
-            _check_targets(value, trusted, f"{where}.{key}")
+            check_targets(value, trusted, f"{where}.{key}")
     elif isinstance(node, list | tuple):
         for i, value in enumerate(node):
-            _check_targets(value, trusted, f"{where}[{i}]")
+            check_targets(value, trusted, f"{where}[{i}]")
 
 
 def _offline_encoders(node: Any) -> Any:
@@ -81,7 +90,7 @@ def _offline_encoders(node: Any) -> Any:
 
 def build_model(model_config: Mapping[str, Any], trust_config: bool = False) -> Segmentor:
     """Instantiate a segmentor from a checkpoint's model config (targets checked first)."""
-    _check_targets(model_config, trust_config)
+    check_targets(model_config, trust_config)
     return instantiate(_offline_encoders(model_config), _convert_="partial")
 
 

@@ -89,6 +89,18 @@ def test_eval_cli_reproduces_the_final_validation(trained, compose_cfg, tmp_path
     assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
+def test_eval_refuses_a_checkpoint_whose_data_config_names_foreign_code(
+    trained, compose_cfg, tmp_path: Path
+) -> None:
+    cfg, _ = trained
+    ckpt = torch.load(_ckpt(cfg), map_location="cpu", weights_only=True)
+    ckpt["segkit"]["config"]["data"]["_target_"] = "subprocess.call"
+    torch.save(ckpt, tmp_path / "evil.ckpt")
+    eval_cfg = compose_cfg([f"ckpt_path={tmp_path / 'evil.ckpt'}"], config_name="eval")
+    with pytest.raises(UnsafeConfigError, match=r"data\._target_ = 'subprocess\.call'"):
+        evaluate(eval_cfg)
+
+
 def test_infer_cli_writes_palette_labels_and_overlays(trained, compose_cfg, tmp_path: Path) -> None:
     cfg, _ = trained
     src = tmp_path / "in"

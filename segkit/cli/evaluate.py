@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from segkit.api import model_from_checkpoint, read_checkpoint
+from segkit.api import check_targets, model_from_checkpoint, read_checkpoint
 from segkit.callbacks import ClassTable
 from segkit.cli._hydra import CONFIG_DIR, remember_for_children, run_hydra_app
 from segkit.tasks import SegmentationTask
@@ -29,7 +29,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         cfg = OmegaConf.create(config)
     ckpt = read_checkpoint(cfg.ckpt_path)
     saved = ckpt["segkit"]["config"]
-    data_cfg = cfg.data if cfg.get("data") is not None else OmegaConf.create(saved["data"])
+    if cfg.get("data") is not None:
+        data_cfg = cfg.data
+    else:  # the checkpoint's own data config: a file from elsewhere must not name arbitrary code
+        check_targets(saved["data"], cfg.trust_config, where="data")
+        data_cfg = OmegaConf.create(saved["data"])
     datamodule = instantiate(data_cfg)
     model = model_from_checkpoint(ckpt, trust_config=cfg.trust_config)
     if datamodule.num_classes != model.heads["seg"].num_classes:
