@@ -71,3 +71,19 @@ def make_voc(root: Path, n: int = 3, size: tuple[int, int] = (40, 56)) -> list[n
     # an image without a label in the split files must not be listed
     _image(root / "JPEGImages" / "2008_unlisted.jpg", rng, size)
     return [raws[f"2007_val{i:04d}"] for i in range(n)]
+
+
+def make_mapillary(root: Path, n: int = 2, size: tuple[int, int] = (32, 64)) -> list[np.ndarray]:
+    """Mapillary Vistas layout (training|validation/images, .../v1.2/labels palette PNGs with the
+    66 v1.2 ids, 65 = Unlabeled). Returns the raw val masks."""
+    rng = np.random.default_rng(4)
+    raws = []
+    for split in ("training", "validation"):
+        for i in range(n):
+            stem = f"mapillary{split[0]}{i:04d}"
+            _image(root / split / "images" / f"{stem}.jpg", rng, size)
+            raw = rng.integers(0, 66, size)
+            _mask(root / split / "v1.2" / "labels" / f"{stem}.png", raw, palette=True)
+            if split == "validation":
+                raws.append(raw)
+    return raws

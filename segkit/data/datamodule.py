@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
+from segkit.data import download as downloads
 from segkit.data.collate import SegCollate
+from segkit.data.datasets.folder import DatasetNotFoundError
 from segkit.data.labels import LabelSpec
 from segkit.data.sampling import EpochSampler, ResumableDataLoader, ShardSampler
 
@@ -33,7 +36,20 @@ class SegDataModule(L.LightningDataModule):
         num_workers: loader workers per process.
         class_names, palette: the label space, for reports and checkpoints.
         label_check_samples: how many label maps ``setup`` samples to survey the label values.
-        root: where the data lives (informational here: the factories interpolate it).
+        root: where the data lives (the factories interpolate it; downloads go there).
+        name: a short name for logs (per-dataset metrics of mixed runs).
+        resources: the files of a dataset with public URLs (:class:`segkit.data.download.Resource`
+            fields: url, checksums, size, extraction), fetched into ``root``.
+        download: fetch ``resources`` (or call ``downloader``) in ``prepare_data`` when the data
+            is missing (once per node); then run ``convert`` on what was fetched.
+        mirror: replaces the scheme and host of every resource URL (an internal mirror).
+        downloader: for datasets behind a login: ``downloader(root=)`` fetches with the user's
+            credentials (e.g. :func:`segkit.data.download.download_cityscapes`).
+        convert: ``convert(src=, dst=)`` turning the raw download into the layout read here
+            (``segkit-data convert`` calls it too).
+        how_to_get: how to obtain the data by hand; datasets missing files say it.
+        crop_size, scale: the training crop ``(h, w)`` and rescale ``(long, short)`` that the
+            pipelines interpolate (for reports).
         test_resize: the keep-ratio ``(long, short)`` evaluation size that ``val_transform``
             and the model's ``test_cfg.resize`` interpolate (``None``: original size).
         size_divisor: pad batches to a multiple of this.
@@ -60,8 +76,26 @@ class SegDataModule(L.LightningDataModule):
         test_resize: Sequence[int] | None = None,
         size_divisor: int = 1,
         seed: int = 0,
+        name: str | None = None,
+        resources: Sequence[Mapping[str, Any]] | None = None,
+        download: bool = False,
+        mirror: str | None = None,
+        downloader: Callable[..., Any] | None = None,
+        convert: Callable[..., Any] | None = None,
+        how_to_get: str = "",
+        crop_size: Sequence[int] | None = None,
+        scale: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        self.name = name
+        self.resources = [dict(r) for r in resources or ()]
+        self.download = download
+        self.mirror = mirror
+        self.downloader = downloader
+        self.convert = convert
+        self.how_to_get = how_to_get
+        self.crop_size = list(crop_size) if crop_size is not None else None
+        self.scale = list(scale) if scale is not None else None
         self.factories = {"train": train, "val": val, "test": test or val}
         self.transforms = {"train": train_transform, "val": val_transform, "test": val_transform}
         self.labels = labels
@@ -83,6 +117,14 @@ class SegDataModule(L.LightningDataModule):
             )
 
     @property
+    def eval_names(self) -> list[str]:
+        """Names of the evaluation sets, one per validation/test loader."""
+        return [self.name or "data"]
+
+    def has_split(self, split: str) -> bool:
+        return self.factories[split] is not None
+
+    @property
     def num_classes(self) -> int:
         return self.labels.num_classes
 
@@ -97,11 +139,44 @@ class SegDataModule(L.LightningDataModule):
             raise ValueError(f"this data config has no {split!r} split")
         return factory(transform=self.transforms[split], keep_original_mask=split != "train")
 
+    def fetch(self) -> bool:
+        """Download the dataset into ``root`` (resources, or the login ``downloader``), then
+        convert it; True when something was fetched, False when everything was in place."""
+        if self.root is None:
+            raise ValueError("data.root is not set: where should the data go?")
+        if self.downloader is not None:
+            self.downloader(root=self.root)
+            fetched = True
+        elif self.resources:
+            fetched = downloads.fetch(self.resources, self.root, mirror=self.mirror)
+        else:
+            try:  # generated datasets (shapes) or data already in place
+                self._build_all()
+            except DatasetNotFoundError:
+                raise downloads.ManualDownloadRequired(
+                    f"this dataset has no public download; get it by hand into {self.root}. "
+                    f"{self.how_to_get}"
+                ) from None
+            return False
+        if fetched and self.convert is not None:
+            self.convert(src=self.root, dst=self.root)
+        return fetched
+
     def prepare_data(self) -> None:
-        # Runs once per node before setup on every rank: datasets that generate or fetch
-        # their files do it when first built.
+        # Runs once per node before setup on every rank: datasets that generate their files do
+        # it when first built; missing datasets are downloaded here when data.download=true.
+        try:
+            self._build_all()
+        except DatasetNotFoundError:
+            if not self.download:
+                raise
+            log.info("%s is missing under %s: downloading", self.name or "dataset", self.root)
+            self.fetch()
+            self._build_all()
+
+    def _build_all(self) -> None:
         for split in ("train", "val"):
-            if self.factories[split] is not None:
+            if self.has_split(split):
                 self.build(split)
 
     def setup(self, stage: str | None = None) -> None:
@@ -109,7 +184,7 @@ class SegDataModule(L.LightningDataModule):
             stage or "fit", ("train", "val")
         )
         for split in splits:
-            if split not in self.datasets and self.factories[split] is not None:
+            if split not in self.datasets and self.has_split(split):
                 self.datasets[split] = self.build(split)
         if "train" in splits and "train" in self.datasets:
             self.check_labels(self.datasets["train"])

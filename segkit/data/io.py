@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["CorruptFileError", "read_image", "read_mask"]
+__all__ = ["CorruptFileError", "read_depth", "read_image", "read_mask"]
 
 cv2.setNumThreads(0)  # workers are the parallelism; OpenCV's own threads only oversubscribe
 
@@ -28,11 +28,14 @@ def read_image(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, rgb: bool = False) -> np.ndarray:
     """A label map as ``(H, W)`` integers, palette indices kept (Pascal VOC's PNGs are palette
-    images: their pixel values are the class ids, not the colours)."""
+    images: their pixel values are the class ids, not the colours); ``rgb``: a colour-coded map
+    as ``(H, W, 3)`` uint8."""
     try:
         with Image.open(path) as im:
+            if rgb:
+                return np.asarray(im.convert("RGB"))
             if im.mode not in ("P", "L", "I", "I;16", "1"):
                 raise CorruptFileError(
                     f"label map {path} has mode {im.mode!r}; expected a single-channel PNG "
@@ -44,3 +47,15 @@ def read_mask(path: str | Path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise CorruptFileError(f"cannot decode label map {path}: {err}") from err
     return mask
+
+
+def read_depth(path: str | Path, scale: float) -> np.ndarray:
+    """A depth map as ``(H, W)`` float32 metres: the stored integers divided by ``scale``
+    (NYU Depth v2 / KITTI 16-bit PNGs: 1000 and 256). 0 stays 0 and means "no measurement"."""
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    if data is None:
+        raise FileNotFoundError(f"depth map not found: {path}")
+    depth = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if depth is None or depth.ndim != 2:
+        raise CorruptFileError(f"cannot decode depth map {path} (expected a single-channel PNG)")
+    return depth.astype(np.float32) / scale

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -25,6 +25,8 @@ class LabelSpec:
         label_map: explicit ``{raw value: training id}`` entries; other raw values pass through.
         reduce_zero_label: raw 0 means "no label" and ``v`` becomes ``v - 1`` (ADE20K's
             convention, MMSegmentation's ``reduce_zero_label``); applied before ``label_map``.
+        colors: for colour-coded (RGB) label maps: the ``[r, g, b]`` of each class id, in order;
+            ``ignore_colors`` lists colours that mean "no label". Any other colour is an error.
 
     ``apply`` maps a raw label map through a lookup table and raises :class:`LabelError` naming
     the file and the values when a raw value maps to neither a class nor the ignore index.
@@ -36,6 +38,8 @@ class LabelSpec:
         ignore_index: int = 255,
         label_map: Mapping[int, int] | None = None,
         reduce_zero_label: bool = False,
+        colors: Sequence[Sequence[int]] | None = None,
+        ignore_colors: Sequence[Sequence[int]] = (),
     ) -> None:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
@@ -43,6 +47,34 @@ class LabelSpec:
         self.reduce_zero_label = reduce_zero_label
         # Raw values of 8-bit masks go through a 256-entry table; -1 marks an invalid value.
         self._lut = np.array([self._map_value(v) for v in range(256)], dtype=np.int64)
+        self.colors = [tuple(int(x) for x in c) for c in colors] if colors is not None else None
+        self.ignore_colors = [tuple(int(x) for x in c) for c in ignore_colors]
+        if self.colors is not None and len(self.colors) != num_classes:
+            raise ValueError(f"{len(self.colors)} label colours for {num_classes} classes")
+
+    @property
+    def rgb(self) -> bool:
+        """Whether label maps are colour-coded ``(H, W, 3)`` images."""
+        return self.colors is not None
+
+    def _decode_colors(self, raw: np.ndarray, source: str) -> np.ndarray:
+        code = (
+            (raw[..., 0].astype(np.int64) << 16) | (raw[..., 1].astype(np.int64) << 8) | raw[..., 2]
+        )
+        table = {(r << 16) | (g << 8) | b: i for i, (r, g, b) in enumerate(self.colors or [])}
+        table.update(
+            {(r << 16) | (g << 8) | b: self.ignore_index for r, g, b in self.ignore_colors}
+        )
+        values, inverse = np.unique(code, return_inverse=True)
+        unknown = [int(v) for v in values if int(v) not in table]
+        if unknown:
+            shown = [[(v >> 16) & 255, (v >> 8) & 255, v & 255] for v in unknown[:10]]
+            raise LabelError(
+                f"{source}: colours {shown} are not label colours of this dataset "
+                "(data.labels.colors / data.labels.ignore_colors)"
+            )
+        ids = np.array([table[int(v)] for v in values], dtype=np.int64)
+        return ids[inverse].reshape(raw.shape[:2]).astype(self.dtype)
 
     def _map_value(self, raw: int) -> int:
         v = raw
@@ -53,7 +85,19 @@ class LabelSpec:
 
     def apply(self, raw: np.ndarray, source: str = "label map") -> np.ndarray:
         """Raw ``(H, W)`` values -> training ids ``(H, W)`` (``ignore_index`` where unlabelled),
-        uint8 when every id fits (so OpenCV-based transforms accept it), else int32."""
+        uint8 when every id fits (so OpenCV-based transforms accept it), else int32.
+        Colour-coded maps (``colors`` given) are ``(H, W, 3)``."""
+        if self.rgb:
+            if raw.ndim != 3 or raw.shape[2] != 3:
+                raise LabelError(
+                    f"{source}: expected an RGB colour-coded label map, got {raw.shape}"
+                )
+            return self._decode_colors(raw, source)
+        if raw.ndim != 2:
+            raise LabelError(
+                f"{source}: label map has shape {raw.shape}; colour-coded masks need "
+                "data.labels.colors"
+            )
         if raw.dtype == np.uint8:
             mapped = self._lut[raw]
         else:
@@ -105,5 +149,6 @@ class LabelSpec:
     def __repr__(self) -> str:
         return (
             f"LabelSpec(num_classes={self.num_classes}, ignore_index={self.ignore_index}, "
-            f"label_map={self.label_map}, reduce_zero_label={self.reduce_zero_label})"
+            f"label_map={self.label_map}, reduce_zero_label={self.reduce_zero_label}"
+            f"{', colors=' + str(len(self.colors)) if self.colors else ''})"
         )

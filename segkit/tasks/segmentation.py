@@ -64,6 +64,22 @@ class SegmentationTask(L.LightningModule):
             }
         )
         self.results: dict[str, dict[str, Tensor]] = {}
+        self.eval_names: list[str] = []
+
+    def setup(self, stage: str) -> None:
+        # A datamodule with several evaluation sets (a dataset mix) gets metrics per set besides
+        # the metrics over all of them.
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        names = list(getattr(datamodule, "eval_names", None) or [])
+        self.eval_names = names if len(names) > 1 else []
+        seg = self.model.heads["seg"]
+        for stage_name in ("val", "test"):
+            for name in self.eval_names:
+                key = f"{stage_name}_{name}"
+                if key not in self.metrics:
+                    self.metrics[key] = SegMetrics(
+                        seg.num_classes, self.model.ignore_index, self.model.class_names
+                    ).to(self.device)
 
     # ------------------------------------------------------------------ steps
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
@@ -81,43 +97,63 @@ class SegmentationTask(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
 
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def _predictions(self, batch: dict) -> list[tuple[Tensor, Tensor]]:
+        """``(predicted ids, target)`` pairs at the label size, un-padded."""
         scores = self.model.inference(batch["image"])["seg"]
-        metric = self.metrics[stage]
         target = batch["mask"]
         shapes = {(tuple(m["img_shape"]), tuple(m["ori_shape"])) for m in batch["meta"]}
         if len(shapes) == 1 and (img := next(iter(shapes)))[0] == img[1] == tuple(target.shape[1:]):
-            metric.update(scores.argmax(1), target)  # one size, nothing to un-pad
-            return
+            return [(scores.argmax(1), target)]  # one size, nothing to un-pad
+        pairs = []
         for i, meta in enumerate(batch["meta"]):
             h, w = meta["img_shape"]
             oh, ow = meta["ori_shape"]
             s = scores[i : i + 1, :, :h, :w]
             if (h, w) != (oh, ow):
                 s = F.interpolate(s, size=(oh, ow), mode="bilinear", align_corners=False)
-            metric.update(s.argmax(1), target[i : i + 1, :oh, :ow])
+            pairs.append((s.argmax(1), target[i : i + 1, :oh, :ow]))
+        return pairs
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def _eval_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> None:
+        metrics = [self.metrics[stage]]
+        if self.eval_names:
+            metrics.append(self.metrics[f"{stage}_{self.eval_names[dataloader_idx]}"])
+        for prediction, target in self._predictions(batch):
+            for metric in metrics:
+                metric.update(prediction, target)
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, "val", dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, "test", dataloader_idx)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        metric = self.metrics[stage]
+        self._log_metric(stage, stage, prog_bar=True)
+        for name in self.eval_names:
+            self._log_metric(f"{stage}_{name}", f"{stage}/{name}", prog_bar=False)
+
+    def _log_metric(self, key: str, prefix: str, prog_bar: bool) -> None:
+        metric = self.metrics[key]
         values = metric.compute()
         metric.reset()
-        self.results[stage] = {k: v.detach().cpu() for k, v in values.items()}
-        scalars = {f"{stage}/{k}": v for k, v in values.items() if v.ndim == 0 and k != "mIoU"}
+        self.results[prefix] = {k: v.detach().cpu() for k, v in values.items()}
+        scalars = {f"{prefix}/{k}": v for k, v in values.items() if v.ndim == 0 and k != "mIoU"}
         names = self.model.class_names or [str(i) for i in range(len(values["IoU"]))]
         per_class = {
-            f"{stage}/IoU/{name}": torch.nan_to_num(v, nan=0.0)
+            f"{prefix}/IoU/{name}": torch.nan_to_num(v, nan=0.0)
             for name, v in zip(names, values["IoU"])
         }
         # Values are already synced by the metric (identical on every rank).
-        self.log_dict(scalars, prog_bar=False, sync_dist=False)
-        self.log(f"{stage}/mIoU", values["mIoU"], prog_bar=True, sync_dist=False)
-        self.log_dict(per_class, sync_dist=False)
+        self.log_dict(scalars, prog_bar=False, sync_dist=False, add_dataloader_idx=False)
+        self.log(
+            f"{prefix}/mIoU",
+            values["mIoU"],
+            prog_bar=prog_bar,
+            sync_dist=False,
+            add_dataloader_idx=False,
+        )
+        self.log_dict(per_class, sync_dist=False, add_dataloader_idx=False)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")

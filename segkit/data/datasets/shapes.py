@@ -201,6 +201,7 @@ class Shapes(SegmentationFolder):
         seed: int = 0,
         transform: Callable[..., dict[str, Any]] | None = None,
         keep_original_mask: bool = False,
+        strict: bool = True,
     ) -> None:
         if split not in ("train", "val"):
             raise ValueError(f"shapes has splits 'train' and 'val', not {split!r}")
@@ -214,4 +215,5 @@ class Shapes(SegmentationFolder):
             ann_suffix=".png",
             transform=transform,
             keep_original_mask=keep_original_mask,
+            strict=strict,
         )
