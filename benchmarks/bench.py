@@ -35,6 +35,7 @@ SIDES = {"segkit": HERE / "segkit_cases.py", "mmseg": HERE / "mmseg_reference.py
 DEFAULT_MMSEG_PYTHON = "/work/mmseg-venv/bin/python"
 DATA_IMAGES = 100
 DATA_SIZE = (512, 683)  # (height, width): ADE20K's most common image size
+LOADER_SIZE = (512, 512)  # the loader_* cases: 512x512 JPEGs
 # Other processes using more than this many cores on average during a run make it unreliable:
 # a 2-thread op on a 2-core machine then waits for its second thread (measured here: bincount
 # 60x slower with one core taken).
@@ -100,7 +101,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def make_ade20k_folder(root: Path, n: int = DATA_IMAGES) -> Path:
+def make_ade20k_folder(root: Path, n: int = DATA_IMAGES, size: tuple[int, int] = DATA_SIZE) -> Path:
     """``n`` JPEG + PNG pairs in ADE20K's layout (``images/training``, ``annotations/training``).
 
     Images are smooth random fields plus mild noise, so the JPEGs are about as large (and as slow
@@ -108,7 +109,7 @@ def make_ade20k_folder(root: Path, n: int = DATA_IMAGES) -> Path:
     values 0..150 (0 is ADE20K's "other", ignored by both pipelines).
     """
     rng = np.random.default_rng(protocol.SEED)
-    h, w = DATA_SIZE
+    h, w = size
     images, labels = root / "images" / "training", root / "annotations" / "training"
     images.mkdir(parents=True)
     labels.mkdir(parents=True)
@@ -202,7 +203,7 @@ def run_into(
         return
     others = OtherLoad()
     try:
-        result = run_side(python, side, case, args, data if case == "data_ade20k" else None)
+        result = run_side(python, side, case, args, data if protocol.needs_data(case) else None)
     except (RuntimeError, subprocess.TimeoutExpired) as err:
         measurements.error = str(err)
         print(f"  failed: {err}", file=sys.stderr, flush=True)
@@ -317,7 +318,14 @@ def main() -> int:
         notes.append(f"MMSegmentation columns skipped: {missing}")
     measured = {case: {side: Measurements() for side in SIDES} for case in args.cases}
     with tempfile.TemporaryDirectory(prefix="segkit-bench-") as tmp:
-        data = make_ade20k_folder(Path(tmp)) if "data_ade20k" in args.cases else None
+        folders = {
+            "data_ade20k": make_ade20k_folder(Path(tmp) / "683x512")
+            if "data_ade20k" in args.cases
+            else None,
+            "loader": make_ade20k_folder(Path(tmp) / "512x512", size=LOADER_SIZE)
+            if any(c.startswith("loader_") for c in args.cases)
+            else None,
+        }
         for round_ in range(args.rounds):
             order = sides if round_ % 2 == 0 else sides[::-1]
             for case in args.cases:
@@ -327,6 +335,7 @@ def main() -> int:
                         end="",
                         flush=True,
                     )
+                    data = folders["loader" if case.startswith("loader_") else "data_ade20k"]
                     run_into(measured[case][side], pythons[side], side, case, args, data)
     notes = environment(measured) + notes + busy_notes(measured)
     metric = measured.get("metric_iou")

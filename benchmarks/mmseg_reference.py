@@ -144,6 +144,36 @@ def data_pipeline(root: str, warmup: int, repeats: int) -> list[float]:
     return [n / s for s in protocol.time_calls(one_pass, warmup, repeats)]
 
 
+def loader(root: str, workers: int, warmup: int, repeats: int) -> list[float]:
+    """Images per second of one epoch of the ADE20K config's training DataLoader (its
+    pipeline, ``pseudo_collate`` and the model's data preprocessor stacking the batch, which is
+    where MMSegmentation makes the batch tensor), ``workers`` persistent worker processes."""
+    from mmengine.runner import Runner
+
+    cv2.setNumThreads(0)
+    cfg = load_config(ADE20K_DATA)
+    loader_cfg = ConfigDict(cfg.train_dataloader)
+    loader_cfg.dataset.data_root = root
+    loader_cfg.batch_size = protocol.LOADER_BATCH
+    loader_cfg.num_workers = workers
+    loader_cfg.persistent_workers = True
+    loader_cfg.sampler = {"type": "DefaultSampler", "shuffle": True}
+    batches = Runner.build_dataloader(loader_cfg, seed=protocol.SEED)
+    preprocessor = MODELS.build(
+        {"type": "SegDataPreProcessor", "size": (512, 512), "pad_val": 0, "seg_pad_val": 255}
+    )
+    epoch = [0]
+
+    def one_epoch() -> None:
+        batches.sampler.set_epoch(epoch[0])
+        epoch[0] += 1
+        for batch in batches:
+            preprocessor(batch, training=True)
+
+    n = len(batches) * protocol.LOADER_BATCH
+    return [n / s for s in protocol.time_calls(one_epoch, warmup, repeats)]
+
+
 def iou_metric(warmup: int, repeats: int) -> tuple[list[float], float, float]:
     """Seconds for ``IoUMetric.process`` on each pair (batches of one, as validation feeds it)
     plus ``compute_metrics``; also the mIoU as a fraction, full precision and as reported.
@@ -197,6 +227,7 @@ def measure(case: str, warmup: int, repeats: int, data: str | None) -> protocol.
         lambda: iou_metric(warmup, repeats),
         data,
         VERSIONS,
+        lambda folder, workers: loader(folder, workers, warmup, repeats),
     )
 
 

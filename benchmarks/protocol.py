@@ -39,6 +39,8 @@ THREADS = 2  # the machine's cores; both sides run with this many torch threads
 # ... except the data pipeline: it runs in DataLoader workers, which PyTorch starts with one torch
 # thread (torch/utils/data/_utils/worker.py), so that is the setting to measure it in.
 LOADER_WORKER_THREADS = 1
+LOADER_WORKERS = (1, 2)  # DataLoader worker processes of the loader_* cases
+LOADER_BATCH = 8
 NUM_CLASSES = 150  # ADE20K
 IGNORE_INDEX = 255
 METRIC_PAIRS = 200
@@ -89,6 +91,15 @@ CASES: dict[str, Case] = {
             "images/s",
             "ADE20K training pipeline in one process over 683x512 JPEG + PNG pairs",
         ),
+        *(
+            Case(
+                f"loader_ade20k_{w}w",
+                "images/s",
+                f"ADE20K training DataLoader, {w} worker{'s' if w > 1 else ''}, batch 8, over "
+                "512x512 JPEG + PNG pairs (reading, pipeline, collation into tensors)",
+            )
+            for w in LOADER_WORKERS
+        ),
         Case("metric_iou", "s", "mIoU of 200 prediction/label pairs of 512x512, 150 classes"),
     )
 }
@@ -104,6 +115,11 @@ def case_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def needs_data(case: str) -> bool:
+    """Whether ``case`` reads an ADE20K-layout folder (made by ``bench.py``)."""
+    return case == "data_ade20k" or case.startswith("loader_")
+
+
 def run_case(
     case: str,
     timed: dict[str, Callable[[], list[float]]],
@@ -111,17 +127,23 @@ def run_case(
     metric: Callable[[], tuple[list[float], float, float]],
     data: str | None,
     versions: str,
+    loader: Callable[[str, int], list[float]] | None = None,
 ) -> Result:
     """Measure ``case`` with one side's functions: ``timed`` for the model cases,
-    ``data_pipeline(folder)`` for ``data_ade20k``, ``metric()`` -> (samples, mIoU, reported mIoU)
-    for ``metric_iou``; both scripts dispatch through here."""
+    ``data_pipeline(folder)`` for ``data_ade20k``, ``loader(folder, workers)`` for the
+    ``loader_*`` cases, ``metric()`` -> (samples, mIoU, reported mIoU) for ``metric_iou``; both
+    scripts dispatch through here."""
     if case == "metric_iou":
         samples, miou, reported = metric()
         return Result.of(case, samples, miou=miou, miou_reported=reported, versions=versions)
+    if needs_data(case) and data is None:
+        raise SystemExit(f"{case} needs --data DIR (bench.py makes one)")
     if case == "data_ade20k":
-        if data is None:
-            raise SystemExit("data_ade20k needs --data DIR (bench.py makes one)")
         return Result.of(case, data_pipeline(data), versions=versions)
+    if case.startswith("loader_"):
+        assert loader is not None
+        workers = int(case.rsplit("_", 1)[1].rstrip("w"))
+        return Result.of(case, loader(data, workers), versions=versions)
     return Result.of(case, timed[case](), versions=versions)
 
 

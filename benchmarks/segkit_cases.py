@@ -119,6 +119,33 @@ def data_pipeline(root: str, warmup: int, repeats: int) -> list[float]:
     return [n / s for s in protocol.time_calls(one_pass, warmup, repeats)]
 
 
+def loader(root: str, workers: int, warmup: int, repeats: int) -> list[float]:
+    """Images per second of one epoch of the ADE20K data config's training DataLoader over
+    ``root`` with ``workers`` worker processes (kept alive between epochs)."""
+    cfg = load_config(
+        [
+            "data=ade20k",
+            f"data.root={root}",
+            f"data.num_workers={workers}",
+            f"data.batch_size={protocol.LOADER_BATCH}",
+            "+data.label_check_samples=0",
+        ]
+    )
+    datamodule = instantiate(cfg.data, _convert_="partial")
+    datamodule.datasets["train"] = datamodule.build("train")  # no validation split here
+    batches = datamodule.train_dataloader()
+    epoch = [0]
+
+    def one_epoch() -> None:
+        batches.sampler.set_epoch(epoch[0])
+        epoch[0] += 1
+        for _ in batches:
+            pass
+
+    n = len(batches) * protocol.LOADER_BATCH
+    return [n / s for s in protocol.time_calls(one_epoch, warmup, repeats)]
+
+
 def iou_metric(warmup: int, repeats: int) -> tuple[list[float], float, float]:
     """Seconds for ``SegMetrics.update`` on each pair (batches of one, as validation feeds it)
     plus ``compute``; also the mIoU, twice: segkit reports it at full precision."""
@@ -157,6 +184,7 @@ def measure(case: str, warmup: int, repeats: int, data: str | None) -> protocol.
         lambda: iou_metric(warmup, repeats),
         data,
         VERSIONS,
+        lambda folder, workers: loader(folder, workers, warmup, repeats),
     )
 
 

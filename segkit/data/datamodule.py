@@ -43,8 +43,9 @@ class SegDataModule(L.LightningDataModule):
         download: fetch ``resources`` (or call ``downloader``) in ``prepare_data`` when the data
             is missing (once per node); then run ``convert`` on what was fetched.
         mirror: replaces the scheme and host of every resource URL (an internal mirror).
-        downloader: for datasets behind a login: ``downloader(root=)`` fetches with the user's
-            credentials (e.g. :func:`segkit.data.download.download_cityscapes`).
+        downloader: for datasets behind a login: fetches with the user's
+            credentials, called as ``downloader(root=, mirror=)`` (e.g.
+            :func:`segkit.data.download.download_cityscapes`).
         convert: ``convert(src=, dst=)`` turning the raw download into the layout read here
             (``segkit-data convert`` calls it too).
         how_to_get: how to obtain the data by hand; datasets missing files say it.
@@ -145,7 +146,7 @@ class SegDataModule(L.LightningDataModule):
         if self.root is None:
             raise ValueError("data.root is not set: where should the data go?")
         if self.downloader is not None:
-            self.downloader(root=self.root)
+            self.downloader(root=self.root, mirror=self.mirror)
             fetched = True
         elif self.resources:
             fetched = downloads.fetch(self.resources, self.root, mirror=self.mirror)
