@@ -238,3 +238,13 @@ def test_wheel_ships_the_configs(tmp_path: Path) -> None:
     }
     missing = sorted(expected - names)
     assert not missing, f"not in the wheel: {missing[:10]}"
+
+
+def test_device_augmentation_is_one_config_switch(compose_cfg) -> None:
+    from segkit.data.device_augment import DeviceAugment
+
+    cfg = compose_cfg([*TINY, *tiny_shapes(), "augment=kornia", "trainer.max_steps=2"])
+    task = instantiate(cfg.task, model=instantiate(cfg.model, _convert_="partial"))
+    assert isinstance(task.augment, DeviceAugment)
+    assert task.augment.ignore_index == cfg.data.labels.ignore_index
+    assert train(cfg) is not None  # trains and validates with the kornia pipeline on
