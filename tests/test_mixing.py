@@ -89,7 +89,7 @@ def test_mix_datamodule_remaps_mapillary_into_cityscapes_classes(compose_cfg, tm
     assert dm.num_classes == 19 and dm.eval_names == ["cityscapes", "mapillary"]
     dm.setup("fit")
     mixed = dm.datasets["train"]
-    assert len(mixed) == 8  # 4 Cityscapes + 4 Mapillary samples
+    assert len(mixed) == 6  # 2 cities x 2 Cityscapes + 2 Mapillary samples
     # Mapillary raw 13 'Road' -> road 0, 0 'Bird' -> ignore, 55 'Car' -> car 13
     raw = np.array([[13, 0, 55, 65]], dtype=np.uint8)
     lut = dm.luts["mapillary"]

@@ -215,12 +215,12 @@ class MixDataModule(SegDataModule):
                 raise ValueError(f"source {name!r} has no class_names to map from")
             self.luts[name] = label_lut(
                 source.class_names,
-                class_names,
+                self.class_names or [],
                 (class_maps or {}).get(name),
                 source.ignore_index,
                 labels.ignore_index,
             )
-            mapped = sorted({class_names[i] for i in self.luts[name] if i != labels.ignore_index})
+            mapped = {int(i) for i in self.luts[name]} - {labels.ignore_index}
             log.info("mix: %s contributes %d of %d classes", name, len(mapped), len(class_names))
 
     @property
