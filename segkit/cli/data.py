@@ -81,8 +81,31 @@ def _sources(datamodule: Any) -> dict[str, Any]:
     return dict(getattr(datamodule, "sources", None) or {datamodule.name or "data": datamodule})
 
 
+PROBLEM_KINDS = (
+    ("missing", "images without label map"),
+    ("orphans", "label maps without image"),
+    ("unreadable", "unreadable files"),
+    ("size_mismatch", "label and image sizes differ"),
+    ("bad_labels", "label values outside the label specification"),
+)
+
+
+def _print_report(report: Any, class_names: Sequence[str] | None, show: int) -> None:
+    from segkit.data.check import report_table
+
+    console.print(report_table(report, class_names))
+    for attribute, title in PROBLEM_KINDS:
+        items = getattr(report, attribute)
+        if items:
+            console.print(f"[red]{title}: {len(items)}[/red]")
+            for item in items[:show]:
+                console.print(f"  {item}")
+            if len(items) > show:
+                console.print(f"  ... and {len(items) - show} more")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from segkit.data.check import check_split, report_table
+    from segkit.data.check import check_split
 
     cfg = data_config(args.name, _overrides(args))
     datamodule = _datamodule(cfg)
@@ -93,22 +116,12 @@ def cmd_check(args: argparse.Namespace) -> int:
             if factory is None:
                 continue
             dataset = factory(transform=None, keep_original_mask=True, strict=False)
-            report = check_split(dataset, f"{source_name}/{split}", workers=args.workers)
-            problems += report.problems
-            console.print(report_table(report, source.class_names))
-            for title, items in (
-                ("images without label map", report.missing),
-                ("label maps without image", report.orphans),
-                ("unreadable files", report.unreadable),
-                ("label and image sizes differ", report.size_mismatch),
-                ("label values outside the label specification", report.bad_labels),
-            ):
-                if items:
-                    console.print(f"[red]{title}: {len(items)}[/red]")
-                    for item in items[: args.show]:
-                        console.print(f"  {item}")
-                    if len(items) > args.show:
-                        console.print(f"  ... and {len(items) - args.show} more")
+            parts = getattr(dataset, "parts", [dataset])  # ConcatSplits: each part on its own
+            for k, part in enumerate(parts):
+                name = f"{source_name}/{split}" + (f"[{k}]" if len(parts) > 1 else "")
+                report = check_split(part, name, workers=args.workers)
+                problems += report.problems
+                _print_report(report, source.class_names, args.show)
     console.print(f"[{'red' if problems else 'green'}]{args.name}: {problems} problem(s)[/]")
     return 1 if problems else 0
 

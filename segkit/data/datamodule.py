@@ -194,7 +194,7 @@ class SegDataModule(L.LightningDataModule):
         """Map and check a sample of label maps at start-up (every value must be a class or the
         ignore index; raises naming the file), and survey the class frequencies."""
         load = getattr(dataset, "load_mask", None)
-        if load is None or self.label_check_samples <= 0:
+        if load is None or getattr(dataset, "masks", ()) is None or self.label_check_samples <= 0:
             return {}
         n = len(dataset)
         picks = np.linspace(0, n - 1, min(n, self.label_check_samples)).round().astype(int)
