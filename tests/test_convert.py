@@ -446,6 +446,119 @@ def test_nyu(tmp_path, form):
     assert _names(dst / "images" / "test") == {"bathroom_00045.jpg"}
 
 
+@WORKERS
+def test_nyu_labels40_from_the_labelled_mat(tmp_path, workers):
+    src = tmp_path / "raw"
+    raw = _make_nyu_labelled(src)
+    dst = tmp_path / "nyu"
+    report = _run(
+        convert_nyu,
+        src,
+        dst,
+        workers,
+        labeled_mat="nyu_depth_v2_labeled.mat",  # relative: found in the folder of src
+        class_mapping=src / "classMapping40.mat",
+        splits=src / "splits.mat",
+    )
+    # nyu folder: 2 train + 2 test files; labelled: 1 label (image and depth from nyu) + 3 x 3
+    assert report.written == 4 + 1 + 9
+    assert (dst / "labels40" / "train.txt").read_text() == "bedroom_00001\nliving_room_00003\n"
+    assert (dst / "labels40" / "test.txt").read_text() == "bathroom_00000\nkitchen_00002\n"
+    assert _names(dst / "labels40" / "train") == {"bedroom_00001.png", "living_room_00003.png"}
+    assert _names(dst / "labels40" / "test") == {"bathroom_00000.png", "kitchen_00002.png"}
+    assert _names(dst / "images" / "train") == {
+        "basement_0001a_00000.jpg",
+        "bedroom_00001.jpg",
+        "living_room_00003.jpg",
+    }
+    assert _names(dst / "images" / "test") == {"bathroom_00000.jpg", "kitchen_00002.jpg"}
+    assert _names(dst / "annotations" / "test") == {"bathroom_00000.png", "kitchen_00002.png"}
+
+    mapping = raw["mapClass"]
+    frames = ("test/bathroom_00000", "train/bedroom_00001", "test/kitchen_00002")
+    frames += ("train/living_room_00003",)  # frame index -> split/stem
+    for index, (split, stem) in enumerate(f.split("/") for f in frames):
+        labels = raw["labels"][index]
+        out = _png(dst / "labels40" / split / f"{stem}.png")
+        assert out.dtype == np.uint8 and out.shape == (12, 16)
+        assert np.array_equal(out, np.where(labels == 0, 0, mapping[labels.astype(int) - 1]))
+        assert out[0, 0] == 0 and out[0, 1] == mapping[893] and out[0, 2] == mapping[0]
+        if stem == "bathroom_00000":  # in the nyu test set: its image and depth are kept
+            assert (dst / "images" / split / f"{stem}.jpg").read_bytes() == raw["nyu_image"]
+            assert (dst / "annotations" / split / f"{stem}.png").read_bytes() == raw["nyu_depth"]
+            continue
+        image = cv2.imread(str(dst / "images" / split / f"{stem}.jpg"))  # BGR
+        assert image.shape == (12, 16, 3)
+        error = np.abs(image.astype(int) - raw["images"][index][..., ::-1].astype(int))
+        assert error.mean() < 2
+        depth = cv2.imread(str(dst / "annotations" / split / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert depth.dtype == np.uint16
+        assert np.array_equal(depth, np.rint(raw["depths"][index] * 1000).astype(np.uint16))
+    assert not list(dst.rglob("*_00004.*"))  # in neither split
+
+
+def test_nyu_raw_depths_and_the_nyu_config_reads_the_output(tmp_path, compose_cfg):
+    src = tmp_path / "raw"
+    raw = _make_nyu_labelled(src)
+    dst = tmp_path / "nyu"
+    convert_nyu(
+        src,
+        dst,
+        workers=1,
+        labeled_mat=src / "nyu_depth_v2_labeled.mat",
+        class_mapping=src / "classMapping40.mat",
+        splits=src / "splits.mat",
+        depth_key="rawDepths",
+    )
+    depth = cv2.imread(str(dst / "annotations" / "train" / "bedroom_00001.png"), -1)
+    assert np.array_equal(depth, np.rint(raw["rawDepths"][1] * 1000).astype(np.uint16))
+    assert (depth == 0).any()
+
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(
+        ["data=nyu", f"data.root={dst}", "data.num_workers=0", "data.crop_size=[8,8]"]
+    )
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    assert len(dm.datasets["train"]) == 2  # the labelled frames only, not the sync frame
+    sample = dm.datasets["train"][0]
+    assert sample["mask"].shape == sample["depth"].shape == (8, 8)
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["image"].shape[0] == 2 and tuple(batch["mask"].shape) == (2, 12, 16)
+
+
+def test_nyu_labels_need_all_three_files_and_h5py(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="class_mapping, splits"):
+        convert_nyu(tmp_path, tmp_path / "out", labeled_mat=tmp_path / "x.mat")
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match="pip install h5py"):
+        convert_nyu(
+            tmp_path, tmp_path / "out", labeled_mat="a.mat", class_mapping="b.mat", splits="c.mat"
+        )
+
+
+def test_nyu_class_mapping_layouts(tmp_path):
+    from scipy.io import savemat
+
+    from segkit.data.convert.nyu import _class_lut
+
+    ids = np.random.default_rng(21).integers(1, 41, 894)
+    names = np.array([f"class{k}" for k in range(1, 41)], dtype=object)
+    savemat(tmp_path / "a.mat", {"mapClass": ids[None].astype(float), "className": names[None]})
+    savemat(tmp_path / "b.mat", {"mapping": ids[:, None]})
+    savemat(
+        tmp_path / "c.mat",
+        {"mapNYU894To40": names[ids - 1][None], "nyu40class": names[None]},
+    )
+    for name in ("a.mat", "b.mat", "c.mat"):
+        lut = _class_lut(tmp_path / name)
+        assert lut.dtype == np.uint8 and lut[0] == 0 and np.array_equal(lut[1:], ids)
+    savemat(tmp_path / "d.mat", {"other": ids})
+    with pytest.raises(ValueError, match="mapClass"):
+        _class_lut(tmp_path / "d.mat")
+
+
 def test_interrupted_tiling_resumes(tmp_path):
     """Outputs not known in advance (tiles) are recorded once a job finishes; a missing tile
     makes its job run again."""
@@ -979,4 +1092,69 @@ def _make_nyu(root: Path, as_zip: bool) -> dict[str, bytes]:
         "annotations/train/basement_0001a_00000.png": b"png 0",
         "images/test/bathroom_00045.jpg": b"jpeg 45",
         "annotations/test/bathroom_00045.png": b"png 45",
+    }
+
+
+def _make_nyu_labelled(root: Path) -> dict:
+    """A nyu/ folder (one sync training frame, test frame 0 of the .mat), a 5-frame
+    nyu_depth_v2_labeled.mat written as MATLAB v7.3 lays it out (axes reversed), a
+    classMapping40.mat and a splits.mat (train 2, 4; test 1, 3; frame 5 in neither)."""
+    import h5py
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(20)
+    n, h, w = 5, 12, 16
+    scenes = ["bathroom", "bedroom", "kitchen", "living_room", "office"]
+    y, x = np.mgrid[0:h, 0:w]
+    images = np.stack(
+        [np.stack([40 + 5 * x + 10 * i, 60 + 8 * y, 200 - 4 * x - 3 * y], -1) for i in range(n)]
+    ).astype(np.uint8)  # smooth RGB: JPEG keeps it close
+    depths = rng.uniform(0.5, 9.5, (n, h, w)).astype(np.float32)
+    raw_depths = np.where(rng.random((n, h, w)) < 0.2, 0, depths).astype(np.float32)
+    labels = rng.integers(0, 895, (n, h, w)).astype(np.uint16)
+    labels[:, 0, :3] = [0, 894, 1]
+    mapping = rng.integers(1, 41, 894)
+    root.mkdir(parents=True)
+    with h5py.File(root / "nyu_depth_v2_labeled.mat", "w") as f:
+        f["images"] = images.transpose(0, 3, 2, 1)  # (N, 3, W, H)
+        f["depths"] = depths.transpose(0, 2, 1)
+        f["rawDepths"] = raw_depths.transpose(0, 2, 1)
+        f["labels"] = labels.transpose(0, 2, 1)
+        refs = []
+        for i, scene in enumerate(scenes):
+            chars = np.array([[ord(c)] for c in scene], np.uint16)  # MATLAB char: (len, 1)
+            refs.append(f.create_dataset(f"#refs#/{i}", data=chars).ref)
+        f.create_dataset("sceneTypes", data=np.array([refs], dtype=h5py.ref_dtype))
+    savemat(
+        root / "classMapping40.mat",
+        {
+            "mapClass": mapping[None].astype(np.float64),
+            "className": np.array([f"c{k}" for k in range(40)], dtype=object)[None],
+        },
+    )
+    savemat(root / "splits.mat", {"trainNdxs": [[2], [4]], "testNdxs": [[1], [3]]})
+
+    nyu_image = _encode(
+        np.ascontiguousarray(images[0][..., ::-1]), ".jpg"
+    )  # what BTS wrote for test frame 0
+    nyu_depth = _encode(np.full((h, w), 1234, np.uint16), ".png")
+    members = {
+        "nyu_train.txt": b"/basement_0001a/rgb_00000.jpg /basement_0001a/sync_depth_00000.png 1\n",
+        "nyu_test.txt": b"bathroom/rgb_00000.jpg bathroom/sync_depth_00000.png 518.8579\n",
+        "basement_0001a/rgb_00000.jpg": _encode(np.ascontiguousarray(images[4][..., ::-1]), ".jpg"),
+        "basement_0001a/sync_depth_00000.png": nyu_depth,
+        "bathroom/rgb_00000.jpg": nyu_image,
+        "bathroom/sync_depth_00000.png": nyu_depth,
+    }
+    for name, data in members.items():
+        (root / "nyu" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "nyu" / name).write_bytes(data)
+    return {
+        "images": images,
+        "depths": depths,
+        "rawDepths": raw_depths,
+        "labels": labels,
+        "mapClass": mapping,
+        "nyu_image": nyu_image,
+        "nyu_depth": nyu_depth,
     }
