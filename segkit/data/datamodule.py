@@ -229,8 +229,17 @@ class SegDataModule(L.LightningDataModule):
             "persistent_workers": self.num_workers > 0,
         }
         if shuffle:
-            sampler = EpochSampler(len(dataset), self.seed, True, world_size, rank)
+            sampler = self._train_sampler(dataset, world_size, rank)
             return ResumableDataLoader(dataset, sampler=sampler, drop_last=True, **common)
+        return self._eval_loaders(dataset, world_size, rank, common)
+
+    def _train_sampler(self, dataset: Dataset, world_size: int, rank: int) -> EpochSampler:
+        return EpochSampler(len(dataset), self.seed, True, world_size, rank)  # type: ignore[arg-type]
+
+    def _eval_loaders(
+        self, dataset: Dataset, world_size: int, rank: int, common: dict[str, Any]
+    ) -> Any:
+        """The evaluation loader of ``dataset`` (a mix returns one per source)."""
         return DataLoader(dataset, sampler=ShardSampler(len(dataset), world_size, rank), **common)
 
     def train_dataloader(self) -> DataLoader:

@@ -8,7 +8,6 @@ common class becomes the ignore index), so the model never sees a source's own n
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -18,8 +17,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from segkit.data.datamodule import SegDataModule
+from segkit.data.datasets.concat import Concatenation
 from segkit.data.labels import LabelSpec
-from segkit.data.sampling import EpochSampler, ResumableDataLoader, ShardSampler
+from segkit.data.sampling import EpochSampler, ShardSampler
 
 __all__ = ["MixDataModule", "MixedDataset", "RemappedDataset", "WeightedMixSampler", "label_lut"]
 
@@ -81,29 +81,12 @@ class RemappedDataset(Dataset):
         return sample
 
 
-class MixedDataset(Dataset):
+class MixedDataset(Concatenation):
     """The concatenation of remapped sources; index ``i`` runs through them in order."""
 
     def __init__(self, sources: Sequence[RemappedDataset]) -> None:
-        self.sources = list(sources)
-        self.offsets = np.cumsum([0] + [len(s) for s in self.sources]).tolist()
-
-    def __len__(self) -> int:
-        return self.offsets[-1]
-
-    def locate(self, index: int) -> tuple[int, int]:
-        """``(source, index within it)`` of global ``index``."""
-        s = bisect.bisect_right(self.offsets, index) - 1
-        return s, index - self.offsets[s]
-
-    def load_mask(self, index: int) -> np.ndarray:
-        s, i = self.locate(index)
-        return self.sources[s].load_mask(i)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        s, i = self.locate(index)
-        return self.sources[s][(i, seed) if seed is not None else i]
+        super().__init__(sources)
+        self.sources: list[RemappedDataset] = self.parts  # type: ignore[assignment]
 
 
 class WeightedMixSampler(EpochSampler):
@@ -254,28 +237,20 @@ class MixDataModule(SegDataModule):
         for source in self.sources.values():
             source.prepare_data()
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> Any:
-        dataset = self.datasets.get(split) or self.build(split)
-        self.datasets[split] = dataset
-        world_size, rank = self._rank()
-        common = {
-            "batch_size": self._per_process(batch_size),
-            "num_workers": self.num_workers,
-            "collate_fn": self.collate,
-            "pin_memory": self.pin_memory,
-            "persistent_workers": self.num_workers > 0,
-        }
-        if shuffle:
-            assert isinstance(dataset, MixedDataset)
-            sampler = WeightedMixSampler(
-                [len(s) for s in dataset.sources],
-                [self.weights[s.name] for s in dataset.sources],
-                self.samples_per_epoch or len(dataset),
-                self.seed,
-                world_size,
-                rank,
-            )
-            return ResumableDataLoader(dataset, sampler=sampler, drop_last=True, **common)
+    def _train_sampler(self, dataset: Dataset, world_size: int, rank: int) -> EpochSampler:
+        assert isinstance(dataset, MixedDataset)
+        return WeightedMixSampler(
+            [len(s) for s in dataset.sources],
+            [self.weights[s.name] for s in dataset.sources],
+            self.samples_per_epoch or len(dataset),
+            self.seed,
+            world_size,
+            rank,
+        )
+
+    def _eval_loaders(
+        self, dataset: Dataset, world_size: int, rank: int, common: dict[str, Any]
+    ) -> list[DataLoader]:
         assert isinstance(dataset, _EvalSets)
         return [
             DataLoader(d, sampler=ShardSampler(len(d), world_size, rank), **common)

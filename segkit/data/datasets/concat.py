@@ -9,15 +9,44 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-__all__ = ["ConcatSplits"]
+__all__ = ["ConcatSplits", "Concatenation"]
 
 
-class ConcatSplits(Dataset):
-    """The concatenation of dataset ``parts`` (a list, or a mapping read in order), each a factory (a Hydra ``_partial_`` node) that
-    this class completes with the same ``transform``, ``keep_original_mask`` and ``strict``.
+class Concatenation(Dataset):
+    """Built datasets read one after another, keeping the folder-reader protocol:
+    ``dataset[(index, seed)]`` and :meth:`load_mask`."""
 
-    Keeps the folder-reader protocol: ``dataset[(index, seed)]``, :meth:`load_mask`, ``labels``,
-    and ``parts`` for per-part checks (``segkit-data check``).
+    def __init__(self, parts: Sequence[Dataset]) -> None:
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts]).tolist()  # type: ignore[arg-type]
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(part, index within it)`` of global ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        k = bisect.bisect_right(self.offsets, index) - 1
+        return k, index - self.offsets[k]
+
+    def load_mask(self, index: int) -> np.ndarray:
+        k, i = self.locate(index)
+        return self.parts[k].load_mask(i)  # type: ignore[attr-defined]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        k, i = self.locate(index)
+        return self.parts[k][(i, seed) if seed is not None else i]
+
+
+class ConcatSplits(Concatenation):
+    """The concatenation of dataset ``parts`` (a list, or a mapping read in order), each a factory
+    (a Hydra ``_partial_`` node) that this class completes with the same ``transform``,
+    ``keep_original_mask`` and ``strict``. ``parts`` are then the built datasets, for per-part
+    checks (``segkit-data check``).
     """
 
     def __init__(
@@ -28,29 +57,10 @@ class ConcatSplits(Dataset):
         strict: bool = True,
     ) -> None:
         factories = list(parts.values()) if isinstance(parts, Mapping) else list(parts)
-        if not factories:
-            raise ValueError("ConcatSplits needs at least one part")
-        self.parts = [
-            part(transform=transform, keep_original_mask=keep_original_mask, strict=strict)
-            for part in factories
-        ]
+        super().__init__(
+            [
+                part(transform=transform, keep_original_mask=keep_original_mask, strict=strict)
+                for part in factories
+            ]
+        )
         self.labels = self.parts[0].labels  # type: ignore[attr-defined]
-        self.offsets = np.cumsum([0] + [len(p) for p in self.parts]).tolist()  # type: ignore[arg-type]
-
-    def __len__(self) -> int:
-        return self.offsets[-1]
-
-    def _locate(self, index: int) -> tuple[Dataset, int]:
-        if not 0 <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        k = bisect.bisect_right(self.offsets, index) - 1
-        return self.parts[k], index - self.offsets[k]
-
-    def load_mask(self, index: int) -> np.ndarray:
-        part, i = self._locate(index)
-        return part.load_mask(i)  # type: ignore[attr-defined]
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, seed = key if isinstance(key, tuple) else (key, None)
-        part, i = self._locate(index)
-        return part[(i, seed) if seed is not None else i]
