@@ -11,11 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segkit.models.decoders.base import DecoderOutput
+from segkit.models.heads.seg_head import segmentation_losses
 from segkit.models.inference import InferenceConfig, rescale_size, tta_inference
 
 ImageLike = Tensor | np.ndarray | str | Path
 
-__all__ = ["AuxiliaryHead", "Segmentor"]
+__all__ = ["AuxiliaryHead", "AuxiliaryLoss", "Segmentor"]
 
 
 def _build(spec: nn.Module | Callable[..., nn.Module], **kwargs: Any) -> nn.Module:
@@ -41,6 +43,35 @@ class AuxiliaryHead(nn.Module):
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         return self.head(self.decoder(features))
 
+    def loss(self, logits: Tensor, batch: Mapping[str, Any], prefix: str = "") -> dict[str, Tensor]:
+        return self.head.loss(logits, batch, prefix=prefix)
+
+
+class AuxiliaryLoss(nn.Module):
+    """Losses on intermediate class logits that the decoder itself produces (returned in a
+    :class:`~segkit.models.decoders.base.DecoderOutput` under this entry's name), e.g. OCRNet's
+    soft object regions, which MMSegmentation supervises with weight 0.4.
+
+    Args:
+        losses: loss modules on logits upsampled to the label size.
+        target_key: the batch entry holding the label map.
+        in_channels, in_strides: given by the segmentor like to any auxiliary entry; unused.
+    """
+
+    def __init__(
+        self,
+        losses: Sequence[nn.Module],
+        target_key: str = "mask",
+        in_channels: Sequence[int] | None = None,
+        in_strides: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.losses = nn.ModuleList(losses)
+        self.target_key = target_key
+
+    def loss(self, logits: Tensor, batch: Mapping[str, Any], prefix: str = "") -> dict[str, Tensor]:
+        return segmentation_losses(logits, batch[self.target_key], self.losses, prefix)
+
 
 class Segmentor(nn.Module):
     """Encoder, optional neck, decoder and named task heads, with normalisation built in.
@@ -57,6 +88,9 @@ class Segmentor(nn.Module):
         class_names, palette, ignore_index: the label space, carried into checkpoints.
         channels_last: keep weights and activations in NHWC memory order (faster convolutions
             on CPUs and on GPUs with tensor cores; results are the same).
+        checkpoint: a segkit checkpoint or a weights file (``.pth``/``.safetensors``, e.g. from
+            ``scripts/convert_mmseg.py``) whose weights are loaded into the built model
+            (``weights_only=True``); missing or unexpected keys raise an error naming them.
 
     Inputs are RGB images ``(N, 3, H, W)``, float or uint8, in 0-255.
     """
@@ -75,6 +109,7 @@ class Segmentor(nn.Module):
         palette: Sequence[Sequence[int]] | None = None,
         ignore_index: int = 255,
         channels_last: bool = False,
+        checkpoint: str | Path | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -103,6 +138,10 @@ class Segmentor(nn.Module):
         self.palette = [list(c) for c in palette] if palette is not None else None
         self.ignore_index = ignore_index
         self.channels_last = channels_last
+        if checkpoint is not None:
+            from segkit.checkpoints.io import load_weights_into
+
+            load_weights_into(self, checkpoint)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -117,10 +156,21 @@ class Segmentor(nn.Module):
         if self.neck is not None:
             features = self.neck(features)
         decoded = self.decoder(features)
+        extras: dict[str, Tensor] = {}
+        if isinstance(decoded, DecoderOutput):
+            decoded, extras = decoded.out, decoded.aux
         outputs = {name: head(decoded) for name, head in self.heads.items()}
         if self.training:
             for name, aux in self.auxiliary.items():
-                outputs[f"aux.{name}"] = aux(features)
+                if isinstance(aux, AuxiliaryLoss):
+                    if name not in extras:
+                        raise KeyError(
+                            f"auxiliary loss {name!r} has no logits: the decoder returned "
+                            f"{sorted(extras)}"
+                        )
+                    outputs[f"aux.{name}"] = extras[name]
+                else:
+                    outputs[f"aux.{name}"] = aux(features)
         return outputs
 
     def loss(self, outputs: Mapping[str, Tensor], batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -130,7 +180,7 @@ class Segmentor(nn.Module):
             losses.update(head.loss(outputs[name], batch, prefix=f"{name}/"))
         for name, aux in self.auxiliary.items():
             if f"aux.{name}" in outputs:
-                losses.update(aux.head.loss(outputs[f"aux.{name}"], batch, prefix=f"aux.{name}/"))
+                losses.update(aux.loss(outputs[f"aux.{name}"], batch, prefix=f"aux.{name}/"))
         return losses
 
     # ------------------------------------------------------------------ inference

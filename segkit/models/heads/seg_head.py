@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.models.losses import CrossEntropyLoss
+
+
+def segmentation_losses(
+    logits: Tensor, target: Tensor, losses: Sequence[nn.Module], prefix: str = ""
+) -> dict[str, Tensor]:
+    """Upsample ``logits (N, C, h, w)`` to ``target (N, H, W)`` (bilinear) and apply each loss.
+
+    Returns ``{prefix + loss.name: value}``.
+    """
+    if logits.shape[2:] != target.shape[1:]:
+        logits = F.interpolate(logits, size=target.shape[1:], mode="bilinear", align_corners=False)
+    return {f"{prefix}{loss.name}": loss(logits, target) for loss in losses}
 
 
 class SegHead(nn.Module):
@@ -47,12 +61,7 @@ class SegHead(nn.Module):
         ``batch[target_key]``: ``(N, H, W)`` int64 with the ignore index where there is no label.
         Returns ``{prefix + loss.name: value}``.
         """
-        target = batch[self.target_key]
-        if logits.shape[2:] != target.shape[1:]:
-            logits = F.interpolate(
-                logits, size=target.shape[1:], mode="bilinear", align_corners=False
-            )
-        return {f"{prefix}{loss.name}": loss(logits, target) for loss in self.losses}
+        return segmentation_losses(logits, batch[self.target_key], self.losses, prefix)
 
     @staticmethod
     def postprocess(scores: Tensor) -> Tensor:

@@ -1,0 +1,173 @@
+"""Make MMSegmentation parity fixtures: reduced-width models with random weights, their state
+dicts, a fixed input and MMSegmentation's output, for ``tests/test_parity_mmseg.py``.
+
+Runs in the MMSegmentation 1.2.2 reference environment (``shared/reference/mmseg/setup.sh``),
+not in segkit's::
+
+    /work/mmseg-venv/bin/python scripts/make_mmseg_fixtures.py [NAME ...]   # default: all
+
+``--count CONFIG [CONFIG ...]`` instead prints the parameter counts (all, and without auxiliary
+heads) of full-size MMSegmentation configs (paths under ``mmseg/.mim/configs``), for
+``docs/zoo/*.yaml``.
+
+Each ``tests/parity/mmseg/NAME.yaml`` names an MMSegmentation config and ``cfg_options`` that
+shrink it (widths, depths) so the fixture stays small; the output goes to
+``tests/parity/fixtures/NAME.pt``. Weights are random but not MMSegmentation's init (which
+zeroes biases and makes logits tiny): every tensor is redrawn, BN statistics included, so a
+wrong conversion cannot hide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SPECS = ROOT / "tests" / "parity" / "mmseg"
+FIXTURES = ROOT / "tests" / "parity" / "fixtures"
+SHIM = Path("/work/shared/reference/mmseg")
+
+
+def _import_mmseg():
+    sys.path.insert(0, str(SHIM))
+    import mmcv_shim
+
+    mmcv_shim.install()
+    import mmseg.models  # noqa: F401  (registers the models)
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    register_all_modules()
+    return Config, MODELS
+
+
+def _plain(node):
+    """SyncBN -> BN, no pretrained weights or init checkpoints (no downloads, one process)."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if key == "pretrained":
+                out[key] = None
+                continue
+            if key == "init_cfg" and isinstance(value, dict) and value.get("type") == "Pretrained":
+                out[key] = None
+                continue
+            out[key] = _plain(value)
+        if out.get("type") == "SyncBN":
+            out["type"] = "BN"
+        return out
+    if isinstance(node, list | tuple):
+        return type(node)(_plain(v) for v in node)
+    return node
+
+
+@torch.no_grad()
+def randomize(model: torch.nn.Module, seed: int) -> None:
+    """Redraw every parameter and BN statistic with scales that keep activations O(1)."""
+    g = torch.Generator().manual_seed(seed)
+    for name, tensor in model.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        if name.endswith("running_var"):
+            tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
+        elif name.endswith("running_mean"):
+            tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.1)
+        elif tensor.ndim >= 2:
+            fan_in = math.prod(tensor.shape[1:])
+            tensor.copy_(torch.randn(tensor.shape, generator=g) / math.sqrt(max(fan_in, 1)))
+        elif name.endswith("weight"):  # norm scales
+            tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
+        else:
+            tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.1)
+
+
+def make(name: str, Config, MODELS) -> Path:
+    spec = yaml.safe_load((SPECS / f"{name}.yaml").read_text())["mmseg"]
+    import mmseg
+
+    configs = Path(mmseg.__file__).parent / ".mim" / "configs"
+    cfg = Config.fromfile(str(configs / spec["config"]))
+    cfg.merge_from_dict(spec.get("cfg_options") or {})
+    model_cfg = _plain(cfg.to_dict()["model"])
+    preprocessor = model_cfg.pop("data_preprocessor", None) or {}
+    torch.manual_seed(0)
+    model = MODELS.build(model_cfg)
+    randomize(model, seed=spec.get("seed", 0))
+    model.eval()
+    h, w = spec.get("input_size", [64, 64])
+    g = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (1, 3, h, w), generator=g).float()  # RGB, 0-255
+    mean = torch.tensor(preprocessor.get("mean", [0.0, 0.0, 0.0])).view(1, 3, 1, 1)
+    std = torch.tensor(preprocessor.get("std", [1.0, 1.0, 1.0])).view(1, 3, 1, 1)
+    x = (image - mean) / std
+    mode = spec.get("output", "forward")
+    with torch.no_grad():
+        if mode == "forward":  # the decode head's raw logits, at its own stride
+            out = model._forward(x)
+            if isinstance(out, list | tuple):
+                out = out[0]
+        elif mode == "encode_decode":  # logits resized to the input
+            metas = [{"img_shape": (h, w), "ori_shape": (h, w), "pad_shape": (h, w)}]
+            out = model.encode_decode(x, metas)
+        else:
+            raise ValueError(f"{name}: unknown output mode {mode!r}")
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    path = FIXTURES / f"{name}.pt"
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.save(
+        {
+            "state_dict": state,
+            "input": image,
+            "output": out.float(),
+            "mode": mode,
+            "mmseg_config": spec["config"],
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+        path,
+    )
+    size = path.stat().st_size / 1e6
+    print(
+        f"{name}: {spec['config']} -> {path.relative_to(ROOT)} ({size:.2f} MB, output "
+        f"{tuple(out.shape)}, |out| mean {out.abs().mean():.3f})"
+    )
+    return path
+
+
+def count(config: str, Config, MODELS) -> tuple[int, int]:
+    """(all parameters, without auxiliary heads) of a full MMSegmentation config."""
+    import mmseg
+
+    cfg = Config.fromfile(str(Path(mmseg.__file__).parent / ".mim" / "configs" / config))
+    model_cfg = _plain(cfg.to_dict()["model"])
+    model_cfg.pop("data_preprocessor", None)
+    model = MODELS.build(model_cfg)
+    total = sum(p.numel() for p in model.parameters())
+    aux = getattr(model, "auxiliary_head", None)
+    aux_n = sum(p.numel() for p in aux.parameters()) if aux is not None else 0
+    return total, total - aux_n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="spec names (default: every spec)")
+    parser.add_argument("--count", action="store_true", help="NAMES are MMSeg config paths")
+    args = parser.parse_args()
+    Config, MODELS = _import_mmseg()
+    if args.count:
+        for config in args.names:
+            total, no_aux = count(config, Config, MODELS)
+            print(f"{config}: {total} parameters, {no_aux} without auxiliary heads")
+        return
+    names = args.names or sorted(p.stem for p in SPECS.glob("*.yaml"))
+    for name in names:
+        make(name, Config, MODELS)
+
+
+if __name__ == "__main__":
+    main()
