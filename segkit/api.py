@@ -89,9 +89,14 @@ def _offline_encoders(node: Any) -> Any:
 
 
 def build_model(model_config: Mapping[str, Any], trust_config: bool = False) -> Segmentor:
-    """Instantiate a segmentor from a checkpoint's model config (targets checked first)."""
+    """Instantiate a segmentor from a checkpoint's model config (targets checked first).
+
+    Nothing is downloaded or read from other files: encoders get no pretrained weights and the
+    config's own ``checkpoint`` is ignored, since the weights come with the checkpoint."""
     check_targets(model_config, trust_config)
-    return instantiate(_offline_encoders(model_config), _convert_="partial")
+    config = dict(_offline_encoders(model_config))
+    config.pop("checkpoint", None)
+    return instantiate(config, _convert_="partial")
 
 
 def model_from_checkpoint(ckpt: Mapping[str, Any], trust_config: bool = False) -> Segmentor:

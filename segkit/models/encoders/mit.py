@@ -43,6 +43,7 @@ class MixVisionTransformer(nn.Module):
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.1,
+        norm_eps: float = 1e-6,
         global_pool: str = "avg",
     ) -> None:
         super().__init__()
@@ -67,6 +68,7 @@ class MixVisionTransformer(nn.Module):
                     drop=drop_rate,
                     attn_drop=attn_drop_rate,
                     drop_path=dpr[cursor : cursor + depths[i]],
+                    norm_eps=norm_eps,
                 )
             )
             reduction *= strides[i]
@@ -114,14 +116,25 @@ class MiTStage(nn.Module):
         drop: float,
         attn_drop: float,
         drop_path: Sequence[float],
+        norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
-        self.patch_embed = OverlapPatchEmbed(in_dims, dims, patch_size, stride)
+        self.patch_embed = OverlapPatchEmbed(in_dims, dims, patch_size, stride, norm_eps)
         self.blocks = nn.ModuleList(
-            MiTBlock(dims, num_heads, sr_ratio, mlp_ratio, qkv_bias, drop, attn_drop, drop_path[j])
+            MiTBlock(
+                dims,
+                num_heads,
+                sr_ratio,
+                mlp_ratio,
+                qkv_bias,
+                drop,
+                attn_drop,
+                drop_path[j],
+                norm_eps,
+            )
             for j in range(depth)
         )
-        self.norm = nn.LayerNorm(dims, eps=1e-6)
+        self.norm = nn.LayerNorm(dims, eps=norm_eps)
 
     def forward(self, x: Tensor) -> Tensor:
         x, hw = self.patch_embed(x)
@@ -134,10 +147,12 @@ class MiTStage(nn.Module):
 class OverlapPatchEmbed(nn.Module):
     """Strided convolution with ``kernel > stride`` (overlapping patches), then LayerNorm."""
 
-    def __init__(self, in_chans: int, dims: int, patch_size: int, stride: int) -> None:
+    def __init__(
+        self, in_chans: int, dims: int, patch_size: int, stride: int, norm_eps: float = 1e-6
+    ) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_chans, dims, patch_size, stride, padding=patch_size // 2)
-        self.norm = nn.LayerNorm(dims, eps=1e-6)
+        self.norm = nn.LayerNorm(dims, eps=norm_eps)
 
     def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
         x = self.proj(x)
@@ -158,12 +173,15 @@ class MiTBlock(nn.Module):
         drop: float,
         attn_drop: float,
         drop_path: float,
+        norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dims, eps=1e-6)
-        self.attn = EfficientAttention(dims, num_heads, sr_ratio, qkv_bias, attn_drop, drop)
+        self.norm1 = nn.LayerNorm(dims, eps=norm_eps)
+        self.attn = EfficientAttention(
+            dims, num_heads, sr_ratio, qkv_bias, attn_drop, drop, norm_eps
+        )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dims, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dims, eps=norm_eps)
         self.mlp = MixFFN(dims, int(dims * mlp_ratio), drop)
 
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
@@ -182,6 +200,7 @@ class EfficientAttention(nn.Module):
         qkv_bias: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        norm_eps: float = 1e-6,
     ) -> None:
         super().__init__()
         if dims % num_heads:
@@ -194,7 +213,7 @@ class EfficientAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         if sr_ratio > 1:
             self.sr = nn.Conv2d(dims, dims, sr_ratio, sr_ratio)
-            self.norm = nn.LayerNorm(dims, eps=1e-6)
+            self.norm = nn.LayerNorm(dims, eps=norm_eps)
         else:
             self.sr = None
 
