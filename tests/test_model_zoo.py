@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 from segkit.cli._hydra import CONFIG_DIR
+from segkit.profiling import count_parameters
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 DEFAULT_LIMIT = 80_000_000  # parameters; larger models run in the slow job only
@@ -59,3 +60,29 @@ def test_model_config_trains_and_predicts_at_native_crop(compose_cfg, name: str)
     model = _build(compose_cfg, name)
     crop = tuple(model.test_cfg.crop_size or (512, 512))
     _check(model, crop)
+
+
+def _table_rows() -> dict[str, dict[str, str]]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "model_zoo.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 11 and cells[1].startswith("`") and cells[1] != "`model=`":
+            rows[cells[1].strip("`")] = dict(zip(("data", "params", "mmseg", "delta"), cells[2:6]))
+    return rows
+
+
+def test_zoo_table_lists_every_model_with_true_parameter_counts() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from model_table import build_meta, reference_entries
+
+    rows, entries = _table_rows(), reference_entries()
+    assert set(rows) == set(MODELS), "run python scripts/model_table.py"
+    for name, row in rows.items():
+        total, _ = count_parameters(build_meta(name, row["data"]))
+        assert f"{total:,}" == row["params"], f"{name}: table says {row['params']}, model has {total:,}"
+        reference = entries.get(name, {}).get("mmseg_params")
+        if reference and abs(total - reference) > 0.01 * reference:
+            assert entries[name].get("notes"), f"{name}: {row['delta']} from MMSeg, unexplained"

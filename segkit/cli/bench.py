@@ -1,0 +1,67 @@
+"""``segkit-bench model=NAME``: what one model costs (parameters, GFLOPs, step and inference time)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from segkit.cli._hydra import CONFIG_DIR
+from segkit.profiling import Profile, profile_model
+
+
+def bench(cfg: DictConfig) -> Profile:
+    """Build ``cfg.model`` with random weights and profile it by ``cfg.bench``; prints a table."""
+    options = cfg.bench
+    device = options.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(0)
+    model = instantiate(cfg.model, _convert_="partial").to(device)
+    profile = profile_model(
+        model,
+        size=tuple(options.size),
+        batch_size=options.batch_size,
+        steps=options.steps,
+        warmup=options.warmup,
+        num_classes=cfg.data.labels.num_classes,
+        ignore_index=cfg.data.labels.ignore_index,
+        precision=options.precision,
+        train=options.train,
+        infer=options.infer,
+    )
+    name = HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
+    name = name or cfg.model._target_
+    h, w = profile.size
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f} s"
+
+    rows = [
+        ("model", name),
+        ("parameters", f"{profile.parameters:,} ({profile.parameters_without_aux:,} without aux)"),
+        (f"GFLOPs (1x3x{h}x{w}, PyTorch count)", f"{profile.gflops:.1f}"),
+        (f"train step (batch {profile.batch_size}, {options.precision})", seconds(profile.train_step_s)),
+        (f"inference (1 image, {options.precision})", seconds(profile.inference_s)),
+        ("peak memory", f"{profile.peak_memory_mib:.0f} MiB ({profile.device})"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    if options.output:
+        Path(options.output).write_text(json.dumps({"model": name, **profile.as_dict()}, indent=1))
+    return profile
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    bench(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""What a model costs: parameters, FLOPs, training-step and inference time, peak memory.
+
+FLOPs are PyTorch's own count (:class:`torch.utils.flop_counter.FlopCounterMode`), which counts
+a multiply-add as 2 FLOPs; papers' "GFLOPs" are usually multiply-adds, so about half of ours.
+"""
+
+from __future__ import annotations
+
+import copy
+import resource
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["Profile", "count_flops", "count_parameters", "profile_model"]
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(all parameters, parameters outside auxiliary heads) of a segmentor."""
+    total = sum(p.numel() for p in model.parameters())
+    aux = getattr(model, "auxiliary", None)
+    return total, total - (sum(p.numel() for p in aux.parameters()) if aux is not None else 0)
+
+
+def count_flops(model: nn.Module, size: tuple[int, int]) -> int:
+    """FLOPs of one eval-mode forward pass on a ``(1, 3, H, W)`` image (auxiliary heads off).
+
+    Runs on a meta-device copy of ``model`` when it is on the meta device; otherwise on the
+    model's device, without gradients.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, *size, device=device))
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+@dataclass
+class Profile:
+    """One model's figures. Times are medians in seconds; memory in MiB."""
+
+    parameters: int
+    parameters_without_aux: int
+    gflops: float
+    train_step_s: float | None
+    inference_s: float | None
+    peak_memory_mib: float | None
+    device: str
+    size: tuple[int, int]
+    batch_size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _median_time(fn: Callable[[], None], steps: int, warmup: int, device: torch.device) -> float:
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def profile_model(
+    model: nn.Module,
+    size: tuple[int, int] = (512, 512),
+    batch_size: int = 2,
+    steps: int = 3,
+    warmup: int = 1,
+    num_classes: int | None = None,
+    ignore_index: int = 255,
+    precision: str = "fp32",
+    train: bool = True,
+    infer: bool = True,
+) -> Profile:
+    """Measure ``model`` (a :class:`~segkit.models.Segmentor`) where it lives.
+
+    The training step is forward + losses + backward + an SGD step on random images and labels
+    (``batch_size`` x ``size``); inference is ``model.inference`` on one image (the model's
+    ``test_cfg``: whole or sliding window, scales, flip). ``precision``: ``fp32`` or ``bf16`` /
+    ``fp16`` autocast.
+    """
+    device = next(model.parameters()).device
+    total, no_aux = count_parameters(model)
+    with torch.device("meta"):
+        meta_model = copy.deepcopy(model).to("meta")
+    gflops = count_flops(meta_model, size) / 1e9
+    del meta_model
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    classes = num_classes or getattr(model.heads["seg"], "num_classes", 2)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    train_s = infer_s = None
+    if train:
+        images = torch.randint(0, 256, (batch_size, 3, *size), device=device).float()
+        batch: Mapping[str, Any] = {
+            "mask": torch.randint(0, classes, (batch_size, *size), device=device)
+        }
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-6)
+        model.train()
+
+        def step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                losses = model.loss(model(images), batch)
+            sum(losses.values()).backward()
+            optimizer.step()
+
+        train_s = _median_time(step, steps, warmup, device)
+    if infer:
+        model.eval()
+        image = torch.randint(0, 256, (1, 3, *size), device=device).float()
+
+        def forward() -> None:
+            with torch.no_grad(), autocast():
+                model.inference(image)
+
+        infer_s = _median_time(forward, steps, warmup, device)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:  # the process's peak resident set (includes everything loaded before)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Profile(
+        total, no_aux, gflops, train_s, infer_s, peak, str(device), tuple(size), batch_size
+    )
