@@ -14,13 +14,13 @@ Each ``tests/parity/mmseg/NAME.yaml`` names an MMSegmentation config and ``cfg_o
 shrink it (widths, depths) so the fixture stays small; the output goes to
 ``tests/parity/fixtures/NAME.pt``. Weights are random but not MMSegmentation's init (which
 zeroes biases and makes logits tiny): every tensor is redrawn, BN statistics included, so a
-wrong conversion cannot hide.
+wrong conversion cannot hide. The fixture keeps the tensors' names, shapes and seed, not their
+values: ``tests/parity/random_weights.py`` redraws them identically on the test side.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "tests" / "parity" / "mmseg"
 FIXTURES = ROOT / "tests" / "parity" / "fixtures"
 SHIM = Path("/work/shared/reference/mmseg")
+
+sys.path.insert(0, str(ROOT / "tests" / "parity"))
+from random_weights import randomize  # noqa: E402  (shared with the parity tests)
 
 
 def _import_mmseg():
@@ -67,26 +70,6 @@ def _plain(node):
     return node
 
 
-@torch.no_grad()
-def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Redraw every parameter and BN statistic with scales that keep activations O(1)."""
-    g = torch.Generator().manual_seed(seed)
-    for name, tensor in model.state_dict().items():
-        if not tensor.is_floating_point():
-            continue
-        if name.endswith("running_var"):
-            tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-        elif name.endswith("running_mean"):
-            tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.1)
-        elif tensor.ndim >= 2:
-            fan_in = math.prod(tensor.shape[1:])
-            tensor.copy_(torch.randn(tensor.shape, generator=g) / math.sqrt(max(fan_in, 1)))
-        elif name.endswith("weight"):  # norm scales
-            tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-        else:
-            tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.1)
-
-
 def make(name: str, Config, MODELS) -> Path:
     spec = yaml.safe_load((SPECS / f"{name}.yaml").read_text())["mmseg"]
     import mmseg
@@ -98,7 +81,7 @@ def make(name: str, Config, MODELS) -> Path:
     preprocessor = model_cfg.pop("data_preprocessor", None) or {}
     torch.manual_seed(0)
     model = MODELS.build(model_cfg)
-    randomize(model, seed=spec.get("seed", 0))
+    weights = randomize(model, seed=spec.get("seed", 0))
     model.eval()
     h, w = spec.get("input_size", [64, 64])
     g = torch.Generator().manual_seed(1)
@@ -119,10 +102,9 @@ def make(name: str, Config, MODELS) -> Path:
             raise ValueError(f"{name}: unknown output mode {mode!r}")
     FIXTURES.mkdir(parents=True, exist_ok=True)
     path = FIXTURES / f"{name}.pt"
-    state = {k: v.clone() for k, v in model.state_dict().items()}
     torch.save(
         {
-            "state_dict": state,
+            "weights": weights,  # names, shapes and seed: random_weights.rebuild() redraws them
             "input": image,
             "output": out.float(),
             "mode": mode,

@@ -24,6 +24,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import convert_mmseg  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests" / "parity"))
+from random_weights import rebuild  # noqa: E402
+
 FIXTURE = ROOT / "tests" / "parity" / "fixtures" / "deeplabv3plus_r50.pt"
 SHRINK = [
     "+model.encoder.stem_width=8",
@@ -36,7 +39,8 @@ SHRINK = [
 
 @pytest.fixture(scope="module")
 def fixture() -> dict:
-    return torch.load(FIXTURE, weights_only=True)
+    data = torch.load(FIXTURE, weights_only=True)
+    return {**data, "state_dict": rebuild(data["weights"])}
 
 
 def _mmseg_checkpoint(path: Path, state: dict, classes: list[str] | None = None) -> Path:

@@ -9,6 +9,7 @@ segkit model, which must give the same logits (fp32, eval mode).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,14 @@ from segkit.api import build_model
 from segkit.checkpoints.convert import convert_state_dict, load_converted, load_spec, model_config
 
 PARITY = Path(__file__).parent / "parity"
+sys.path.insert(0, str(PARITY))
+
+from random_weights import rebuild  # noqa: E402
+
+
+def fixture_state_dict(fixture: dict) -> dict[str, torch.Tensor]:
+    """MMSegmentation's state dict of a fixture (redrawn from names, shapes and seed)."""
+    return fixture["state_dict"] if "state_dict" in fixture else rebuild(fixture["weights"])
 SPECS = sorted(p.stem for p in (PARITY / "mmseg").glob("*.yaml"))
 
 
@@ -30,7 +39,7 @@ def test_converted_mmseg_model_reproduces_mmseg_logits(name: str) -> None:
     fixture = torch.load(fixture_path, weights_only=True)
     conversion = load_spec("mmseg", spec["convert"])
     model = build_model(model_config(conversion, spec.get("data"), spec.get("overrides", [])))
-    load_converted(model, convert_state_dict(fixture["state_dict"], conversion), conversion)
+    load_converted(model, convert_state_dict(fixture_state_dict(fixture), conversion), conversion)
     model.eval()
     with torch.no_grad():
         if fixture["mode"] == "forward":

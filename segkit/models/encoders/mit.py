@@ -26,6 +26,8 @@ class MixVisionTransformer(nn.Module):
 
     Input ``(N, 3, H, W)``; stage ``i`` outputs ``(N, embed_dims[i], H / 2**(i+2), W / 2**(i+2))``
     (rounded up). Any input size works: patch embeddings are padded convolutions.
+    ``norm_eps`` is every LayerNorm's epsilon: 1e-6 as MMSegmentation and the reference code,
+    1e-5 for weights from transformers' ``Segformer*`` models (``conf/convert/hf/segformer_*``).
     """
 
     def __init__(
@@ -264,6 +266,42 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+
+
+def mmseg_attention_to_segkit(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Checkpoint transform (``after_rename``) for MMSegmentation's MiT, renamed to segkit keys.
+
+    MMSegmentation's attention is an ``nn.MultiheadAttention`` whose packed ``in_proj`` (renamed
+    ``attn.qkv.*``: rows ``[q; k; v]``) splits into ``attn.q`` and ``attn.kv`` (rows ``[k; v]``);
+    its Mix-FFN uses 1x1 convolutions, whose ``(out, in, 1, 1)`` weights become ``Linear``'s
+    ``(out, in)``.
+    """
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        if ".attn.qkv." in key:
+            dims = value.shape[0] // 3
+            out[key.replace(".attn.qkv.", ".attn.q.")] = value[:dims]
+            out[key.replace(".attn.qkv.", ".attn.kv.")] = value[dims:]
+        elif (".mlp.fc1.weight" in key or ".mlp.fc2.weight" in key) and value.ndim == 4:
+            out[key] = value.flatten(1)
+        else:
+            out[key] = value
+    return out
+
+
+def transformers_attention_to_segkit(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Checkpoint transform (``after_rename``) for transformers' Segformer encoder: the separate
+    key and value projections (renamed ``attn.k.*`` / ``attn.v.*``) stack into ``attn.kv``."""
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        if ".attn.v." in key:
+            continue
+        if ".attn.k." in key:
+            other = state_dict[key.replace(".attn.k.", ".attn.v.")]
+            out[key.replace(".attn.k.", ".attn.kv.")] = torch.cat([value, other], dim=0)
+        else:
+            out[key] = value
+    return out
 
 
 def convert_transformers_state_dict(state_dict: dict[str, Tensor], model: nn.Module) -> dict:
