@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import make_mmseg_fixtures as base  # noqa: E402
+import make_mmseg_fixtures as base
 
 _plain = base._plain
 

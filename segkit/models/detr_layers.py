@@ -59,8 +59,12 @@ class SinePositionalEncoding(nn.Module):
         n, h, w = mask.shape
         pos_x = x[..., None] / dim_t
         pos_y = y[..., None] / dim_t
-        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).view(n, h, w, -1)
-        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).view(n, h, w, -1)
+        pos_x = torch.stack((pos_x[..., 0::2].sin(), pos_x[..., 1::2].cos()), dim=4).view(
+            n, h, w, -1
+        )
+        pos_y = torch.stack((pos_y[..., 0::2].sin(), pos_y[..., 1::2].cos()), dim=4).view(
+            n, h, w, -1
+        )
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
 
 
@@ -79,7 +83,9 @@ class MultiheadAttention(nn.Module):
         self, embed_dims: int, num_heads: int, attn_drop: float = 0.0, proj_drop: float = 0.0
     ) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(embed_dims, num_heads, dropout=attn_drop, batch_first=True)
+        self.attn = nn.MultiheadAttention(
+            embed_dims, num_heads, dropout=attn_drop, batch_first=True
+        )
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(

@@ -114,7 +114,7 @@ class InvertedResidual(nn.Module):
     ) -> None:
         super().__init__()
         self.use_res_connect = stride == 1 and in_channels == out_channels
-        hidden = int(round(in_channels * expand_ratio))
+        hidden = round(in_channels * expand_ratio)
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvNormAct(in_channels, hidden, 1, activation=activation))

@@ -15,15 +15,15 @@ from torch import Tensor, nn
 
 __all__ = [
     "DAPPM",
-    "FeatureBackbone",
-    "build_feature_backbone",
-    "default_cfg",
     "PAPPM",
     "AttentionRefinement",
     "BasicBlock",
     "Bottleneck",
     "ConvBNAct",
+    "FeatureBackbone",
     "NormActConv",
+    "build_feature_backbone",
+    "default_cfg",
     "make_res_layer",
 ]
 

@@ -51,17 +51,23 @@ class LRASPPDecoder(nn.Module):
         self.conv_ups = nn.Sequential()
         for i, c in enumerate(branch_channels):
             self.convs.add_module(f"conv{i}", nn.Conv2d(c_in[i], c, 1, bias=False))
-            self.conv_ups.add_module(f"conv_up{i}", ConvNormAct(channels + c, channels, 1, eps=norm_eps))
+            self.conv_ups.add_module(
+                f"conv_up{i}", ConvNormAct(channels + c, channels, 1, eps=norm_eps)
+            )
         self.conv_up_input = nn.Conv2d(channels, channels, 1)
         self.aspp_conv = ConvNormAct(c_in[-1], channels, 1, eps=norm_eps)
-        self.image_pool = ConvNormAct(c_in[-1], channels, 1, norm=False, activation="sigmoid", bias=False)
+        self.image_pool = ConvNormAct(
+            c_in[-1], channels, 1, norm=False, activation="sigmoid", bias=False
+        )
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
         inputs = [features[i] for i in self.in_index]
         x = inputs[-1]
         kernel = tuple(min(k, s) for k, s in zip(self.pool_kernel, x.shape[2:], strict=True))
         gate = self.image_pool(F.avg_pool2d(x, kernel, self.pool_stride))
-        gate = F.interpolate(gate, size=x.shape[2:], mode="bilinear", align_corners=self.align_corners)
+        gate = F.interpolate(
+            gate, size=x.shape[2:], mode="bilinear", align_corners=self.align_corners
+        )
         x = self.conv_up_input(self.aspp_conv(x) * gate)
         for i in range(len(inputs) - 2, -1, -1):
             x = F.interpolate(

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from segkit.models.detr_layers import FFN, SinePositionalEncoding
 from segkit.models.ops.ms_deform_attn import MultiScaleDeformableAttention
 
-__all__ = ["ConvGN", "MaskFeatures", "MSDeformAttnPixelDecoder"]
+__all__ = ["ConvGN", "MSDeformAttnPixelDecoder", "MaskFeatures"]
 
 
 class MaskFeatures(NamedTuple):
@@ -58,7 +58,9 @@ class DeformEncoderLayer(nn.Module):
         self, embed_dims: int, num_heads: int, num_levels: int, num_points: int, ffn_channels: int
     ) -> None:
         super().__init__()
-        self.self_attn = MultiScaleDeformableAttention(embed_dims, num_heads, num_levels, num_points)
+        self.self_attn = MultiScaleDeformableAttention(
+            embed_dims, num_heads, num_levels, num_points
+        )
         self.ffn = FFN(embed_dims, ffn_channels)
         self.norms = nn.ModuleList(nn.LayerNorm(embed_dims) for _ in range(2))
 
@@ -185,6 +187,8 @@ class MSDeformAttnPixelDecoder(nn.Module):
         ]
         for i in range(self.num_inputs - self.num_encoder_levels - 1, -1, -1):
             lateral = self.lateral_convs[i](features[i])
-            up = F.interpolate(outs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+            up = F.interpolate(
+                outs[-1], size=lateral.shape[-2:], mode="bilinear", align_corners=False
+            )
             outs.append(self.output_convs[i](lateral + up))
         return MaskFeatures(self.mask_feature(outs[-1]), outs[: self.num_outs], self.output_stride)

@@ -54,5 +54,7 @@ class MaskFormerPixelDecoder(nn.Module):
         y = self.last_feat_conv(features[-1])
         for i in range(self.num_inputs - 2, -1, -1):
             lateral = self.lateral_convs[i](features[i])
-            y = self.output_convs[i](lateral + F.interpolate(y, size=lateral.shape[-2:], mode="nearest"))
+            y = self.output_convs[i](
+                lateral + F.interpolate(y, size=lateral.shape[-2:], mode="nearest")
+            )
         return MaskFeatures(self.mask_feature(y), [features[-1]], self.output_stride)

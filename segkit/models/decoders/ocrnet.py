@@ -20,7 +20,9 @@ def _resize_concat(features: Sequence[Tensor]) -> Tensor:
     size = features[0].shape[2:]
     return torch.cat(
         [
-            f if f.shape[2:] == size else F.interpolate(f, size, mode="bilinear", align_corners=False)
+            f
+            if f.shape[2:] == size
+            else F.interpolate(f, size, mode="bilinear", align_corners=False)
             for f in features
         ],
         dim=1,

@@ -51,9 +51,8 @@ class SETRUPDecoder(nn.Module):
         self.in_index = in_index
         c_in = in_channels[in_index]
         self.channels = channels
-        self.output_stride = in_strides[in_index] / up_scale**num_convs
-        if self.output_stride == int(self.output_stride):
-            self.output_stride = int(self.output_stride)
+        stride = in_strides[in_index] / up_scale**num_convs
+        self.output_stride = int(stride) if stride.is_integer() else stride
         self.norm = nn.LayerNorm(c_in, eps=norm_eps)
         self.up_convs = nn.ModuleList(
             nn.Sequential(
@@ -102,6 +101,4 @@ class SETRMLADecoder(nn.Module):
         )
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
-        return torch.cat(
-            [up(features[i]) for i, up in zip(self.in_index, self.up_convs)], dim=1
-        )
+        return torch.cat([up(features[i]) for i, up in zip(self.in_index, self.up_convs)], dim=1)

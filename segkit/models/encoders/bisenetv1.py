@@ -135,7 +135,10 @@ class BiSeNetV1(FeatureBackbone):
 
 
 default_cfgs = generate_default_cfgs(
-    {f"bisenetv1_{d}": default_cfg(first_conv="spatial_path.layer1.conv") for d in ("r18", "r50", "r101")}
+    {
+        f"bisenetv1_{d}": default_cfg(first_conv="spatial_path.layer1.conv")
+        for d in ("r18", "r50", "r101")
+    }
 )
 
 

@@ -232,7 +232,9 @@ class SemanticBranch(nn.Module):
         return outs
 
 
-default_cfgs = generate_default_cfgs({"bisenetv2": default_cfg(first_conv="detail.detail_branch.0.0.conv")})
+default_cfgs = generate_default_cfgs(
+    {"bisenetv2": default_cfg(first_conv="detail.detail_branch.0.0.conv")}
+)
 
 
 @register_model

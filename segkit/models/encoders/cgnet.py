@@ -65,7 +65,12 @@ class ContextGuidedBlock(nn.Module):
         self.downsample = downsample
         c = out_channels if downsample else out_channels // 2
         self.conv1x1 = ConvNormAct(
-            in_channels, c, 3 if downsample else 1, 2 if downsample else 1, activation="prelu", eps=eps
+            in_channels,
+            c,
+            3 if downsample else 1,
+            2 if downsample else 1,
+            activation="prelu",
+            eps=eps,
         )
         self.f_loc = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
         self.f_sur = nn.Conv2d(c, c, 3, padding=dilation, dilation=dilation, groups=c, bias=False)
@@ -119,7 +124,12 @@ class CGNet(FeatureIntermediatesMixin, nn.Module):
         c0, c1, c2 = num_channels
         self.stem = nn.ModuleList(
             ConvNormAct(
-                in_chans if i == 0 else c0, c0, 3, 2 if i == 0 else 1, activation="prelu", eps=bn_eps
+                in_chans if i == 0 else c0,
+                c0,
+                3,
+                2 if i == 0 else 1,
+                activation="prelu",
+                eps=bn_eps,
             )
             for i in range(3)
         )

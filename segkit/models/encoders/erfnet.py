@@ -122,7 +122,9 @@ class ERFNet(FeatureIntermediatesMixin, nn.Module):
                     for d in enc_non_bottleneck_dilations
                 ]
             else:
-                enc += [NonBottleneck1d(c, dropout_ratio) for _ in range(enc_stage_non_bottlenecks[i])]
+                enc += [
+                    NonBottleneck1d(c, dropout_ratio) for _ in range(enc_stage_non_bottlenecks[i])
+                ]
         self.encoder = nn.ModuleList(enc)
         dec: list[nn.Module] = []
         prev = enc_downsample_channels[-1]

@@ -69,7 +69,9 @@ class GlobalFeatureExtractor(nn.Module):
         prev = in_channels
         for i, (c, n, s) in enumerate(zip(block_channels, num_blocks, strides, strict=True)):
             blocks = [
-                InvertedResidual(prev if j == 0 else c, c, s if j == 0 else 1, expand_ratio, 1, "relu")
+                InvertedResidual(
+                    prev if j == 0 else c, c, s if j == 0 else 1, expand_ratio, 1, "relu"
+                )
                 for j in range(n)
             ]
             self.add_module(f"bottleneck{i + 1}", nn.Sequential(*blocks))

@@ -85,7 +85,9 @@ class ICNet(FeatureIntermediatesMixin, nn.Module):
         widths = {f["module"]: f["num_chs"] for f in self.backbone.feature_info}
         c2, c4 = widths["layer2"], widths["layer4"]
         self.psp_modules = PyramidPooling(pool_scales, c4, psp_out_channels, align_corners)
-        self.psp_bottleneck = ConvNormAct(c4 + len(pool_scales) * psp_out_channels, psp_out_channels, 3)
+        self.psp_bottleneck = ConvNormAct(
+            c4 + len(pool_scales) * psp_out_channels, psp_out_channels, 3
+        )
         mid = light_branch_middle_channels
         self.conv_sub1 = nn.Sequential(
             ConvNormAct(in_chans, mid, 3, stride=2),
@@ -101,9 +103,7 @@ class ICNet(FeatureIntermediatesMixin, nn.Module):
         ]
 
     def _half(self, x: Tensor) -> Tensor:
-        return F.interpolate(
-            x, scale_factor=0.5, mode="bilinear", align_corners=self.align_corners
-        )
+        return F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=self.align_corners)
 
     def features(self, x: Tensor) -> list[Tensor]:
         r = self.backbone

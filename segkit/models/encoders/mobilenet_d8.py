@@ -1,5 +1,6 @@
 """MobileNetV2 / V3 with MMSegmentation's output-stride-8 dilation scheme, registered in timm as
-``mobilenetv2_100_d8``, ``mobilenetv3_large_100_d8`` and ``mobilenetv3_small_100_d8``.
+``mobilenetv2_100_d8`` (and the half-width ``mobilenetv2_050_d8``), ``mobilenetv3_large_100_d8``
+and ``mobilenetv3_small_100_d8``.
 
 The layers are timm's own (``mobilenetv2_100``; ``tf_mobilenetv3_large_100`` /
 ``tf_mobilenetv3_small_100``, whose TensorFlow "same" padding of strided convs and BN
@@ -30,16 +31,28 @@ __all__ = ["DILATIONS"]
 # (stage, block) -> (stride, dilation) of timm's depth-wise conv, reproducing MMSegmentation.
 DILATIONS: dict[str, dict[tuple[int, int], tuple[int, int]]] = {
     "mobilenetv2_100": {(3, 0): (1, 2), (4, 0): (1, 2), (5, 0): (1, 4), (6, 0): (1, 4)},
+    "mobilenetv2_050": {(3, 0): (1, 2), (4, 0): (1, 2), (5, 0): (1, 4), (6, 0): (1, 4)},
     "tf_mobilenetv3_large_100": {
-        (3, 0): (1, 2), (3, 1): (1, 2), (3, 2): (1, 2), (3, 3): (1, 2),
-        (4, 0): (1, 2), (4, 1): (1, 2),
-        (5, 0): (1, 4), (5, 1): (1, 4), (5, 2): (1, 4),
-    },  # fmt: skip
+        (3, 0): (1, 2),
+        (3, 1): (1, 2),
+        (3, 2): (1, 2),
+        (3, 3): (1, 2),
+        (4, 0): (1, 2),
+        (4, 1): (1, 2),
+        (5, 0): (1, 4),
+        (5, 1): (1, 4),
+        (5, 2): (1, 4),
+    },
     "tf_mobilenetv3_small_100": {
-        (2, 0): (1, 2), (2, 1): (1, 2), (2, 2): (1, 2),
-        (3, 0): (1, 2), (3, 1): (1, 2),
-        (4, 0): (1, 4), (4, 1): (1, 4), (4, 2): (1, 4),
-    },  # fmt: skip
+        (2, 0): (1, 2),
+        (2, 1): (1, 2),
+        (2, 2): (1, 2),
+        (3, 0): (1, 2),
+        (3, 1): (1, 2),
+        (4, 0): (1, 4),
+        (4, 1): (1, 4),
+        (4, 2): (1, 4),
+    },
 }
 
 
@@ -70,6 +83,12 @@ def mobilenetv2_100_d8(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """timm's ``mobilenetv2_100`` dilated as MMSegmentation's ``MobileNetV2`` in the
     ``mobilenet-v2-d8`` configs; features ``[16 /2, 24 /4, 32 /8, 96 /8, 320 /8]``."""
     return _create_d8("mobilenetv2_100", pretrained, **kwargs)
+
+
+@register_model
+def mobilenetv2_050_d8(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Half-width ``mobilenetv2_100_d8`` (MMSegmentation's ``widen_factor=0.5``)."""
+    return _create_d8("mobilenetv2_050", pretrained, **kwargs)
 
 
 @register_model

@@ -32,7 +32,10 @@ from segkit.models.realtime_layers import (
 
 __all__ = ["STDCContextPathNet"]
 
-_ARCHS = {"STDCNet1": ((2, 1), (2, 1), (2, 1)), "STDCNet2": ((2, 1, 1, 1), (2, 1, 1, 1, 1), (2, 1, 1))}
+_ARCHS = {
+    "STDCNet1": ((2, 1), (2, 1), (2, 1)),
+    "STDCNet2": ((2, 1, 1, 1), (2, 1, 1, 1, 1), (2, 1, 1)),
+}
 
 
 class STDCModule(nn.Module):

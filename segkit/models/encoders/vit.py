@@ -207,3 +207,21 @@ def mmseg_vit_drop_class_token(
     state.pop(f"{prefix}cls_token", None)
     state[f"{prefix}pos_embed"] = state[f"{prefix}pos_embed"][:, 1:]
     return state
+
+
+def hf_vit_fuse_qkv(
+    state: dict[str, Tensor], pattern: str = ".attention.attention."
+) -> dict[str, Tensor]:
+    """Conversion step for transformers' ViTs (DPT): their separate ``query``/``key``/``value``
+    projections (keys containing ``pattern``) become timm's packed ``qkv`` (rows q, k, v)."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if pattern in key and key.rsplit(".", 2)[-2] in ("key", "value"):
+            continue
+        if pattern in key and key.rsplit(".", 2)[-2] == "query":
+            prefix, _, kind = key.rsplit(".", 2)
+            parts = [state[f"{prefix}.{name}.{kind}"] for name in ("query", "key", "value")]
+            out[f"{prefix}.qkv.{kind}"] = torch.cat(parts, dim=0)
+        else:
+            out[key] = value
+    return out

@@ -143,7 +143,9 @@ class Mask2FormerHead(nn.Module):
             return {"cls": all_cls, "masks": all_masks}
         return semantic_inference(all_cls[-1], all_masks[-1], decoded.stride)
 
-    def loss(self, output: dict[str, list[Tensor]], batch: dict, prefix: str = "") -> dict[str, Tensor]:
+    def loss(
+        self, output: dict[str, list[Tensor]], batch: dict, prefix: str = ""
+    ) -> dict[str, Tensor]:
         """Hungarian-matched losses of every layer (deep supervision), ``{prefix + name: value}``
         with MMDetection's names (``loss_cls``, ``d0.loss_mask``, ...)."""
         losses = self.criterion(output["cls"], output["masks"], batch[self.target_key])

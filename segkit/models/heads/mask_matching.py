@@ -150,7 +150,10 @@ class MaskClassificationLoss(nn.Module):
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.cls_weight, self.mask_weight, self.dice_weight = cls_weight, mask_weight, dice_weight
         self.mask_loss, self.num_points = mask_loss, num_points
-        self.oversample_ratio, self.importance_sample_ratio = oversample_ratio, importance_sample_ratio
+        self.oversample_ratio, self.importance_sample_ratio = (
+            oversample_ratio,
+            importance_sample_ratio,
+        )
         self.focal_alpha, self.focal_gamma, self.dice_eps = focal_alpha, focal_gamma, dice_eps
         weight = torch.ones(num_classes + 1)
         weight[-1] = no_object_weight

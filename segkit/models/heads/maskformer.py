@@ -25,7 +25,8 @@ class _TransformerDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            DetrDecoderLayer(embed_dims, num_heads, ffn_channels, dropout) for _ in range(num_layers)
+            DetrDecoderLayer(embed_dims, num_heads, ffn_channels, dropout)
+            for _ in range(num_layers)
         )
         self.post_norm = nn.LayerNorm(embed_dims)
 
@@ -116,7 +117,9 @@ class MaskFormerHead(nn.Module):
             return {"cls": all_cls, "masks": all_masks}
         return semantic_inference(all_cls[-1], all_masks[-1], decoded.stride)
 
-    def loss(self, output: dict[str, list[Tensor]], batch: dict, prefix: str = "") -> dict[str, Tensor]:
+    def loss(
+        self, output: dict[str, list[Tensor]], batch: dict, prefix: str = ""
+    ) -> dict[str, Tensor]:
         """Hungarian-matched losses of every layer (deep supervision), ``{prefix + name: value}``
         with MMDetection's names (``loss_cls``, ``d0.loss_mask``, ...)."""
         losses = self.criterion(output["cls"], output["masks"], batch[self.target_key])

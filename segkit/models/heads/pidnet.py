@@ -114,7 +114,9 @@ class PIDHead(nn.Module):
         p, i, d = up(output["p"]), up(output["i"]), up(output["d"])
         edges = edge_targets(label, self.edge_width, self.ignore_index)
         with torch.no_grad():
-            sem_bd = torch.where(torch.sigmoid(d[:, 0]) > self.boundary_threshold, label, self.ignore_index)
+            sem_bd = torch.where(
+                torch.sigmoid(d[:, 0]) > self.boundary_threshold, label, self.ignore_index
+            )
         losses: dict[str, Tensor] = {}
         for group, logits, target, fns in (
             ("p", p, label, self.p_losses),

@@ -4,6 +4,7 @@ Segmentation", ICCV 2021), as MMSegmentation's ``SegmenterMaskTransformerHead``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +49,11 @@ class SegmenterMaskHead(nn.Module):
         self.target_key = target_key
         self.dec_proj = nn.Linear(in_channels, embed_dims)
         rates = [drop_path_rate * i / max(num_layers - 1, 1) for i in range(num_layers)]
+        # timm blocks with MMSegmentation's head settings: qkv bias, LayerNorm eps 1e-5
+        block = partial(Block, qkv_bias=True, norm_layer=nn.LayerNorm)
         self.layers = nn.Sequential(
-            *(
-                Block(embed_dims, num_heads, mlp_ratio, True, drop_path=r, norm_layer=nn.LayerNorm)
-                for r in rates
-            )
-        )  # LayerNorm eps 1e-5 in the head (the encoder's is 1e-6)
+            *(block(embed_dims, num_heads, mlp_ratio, drop_path=r) for r in rates)
+        )
         self.cls_emb = nn.Parameter(torch.zeros(1, num_classes, embed_dims))
         self.patch_proj = nn.Linear(embed_dims, embed_dims, bias=False)
         self.classes_proj = nn.Linear(embed_dims, embed_dims, bias=False)

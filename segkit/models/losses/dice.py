@@ -12,7 +12,9 @@ def _one_hot(target: Tensor, num_classes: int, ignore_index: int) -> tuple[Tenso
     """``(N, H, W)`` labels -> ``(N, C, H, W)`` float one-hot (all zero where ignored) and the
     ``(N, 1, H, W)`` valid mask."""
     valid = (target >= 0) & (target != ignore_index)
-    one_hot = F.one_hot(target.clamp(0, num_classes) * valid + num_classes * ~valid, num_classes + 1)
+    one_hot = F.one_hot(
+        target.clamp(0, num_classes) * valid + num_classes * ~valid, num_classes + 1
+    )
     return one_hot[..., :num_classes].permute(0, 3, 1, 2).float(), valid.unsqueeze(1)
 
 

@@ -55,7 +55,9 @@ class ICNeck(nn.Module):
         self.cff_24 = CascadeFeatureFusion(
             in_channels[2], in_channels[1], out_channels, align_corners
         )
-        self.cff_12 = CascadeFeatureFusion(out_channels, in_channels[0], out_channels, align_corners)
+        self.cff_12 = CascadeFeatureFusion(
+            out_channels, in_channels[0], out_channels, align_corners
+        )
         self.channels = [out_channels] * 3
         self.strides = [in_strides[1], in_strides[0], in_strides[0]]
 

@@ -143,7 +143,8 @@ class MultiScaleDeformableAttention(nn.Module):
             [[w, h] for h, w in spatial_shapes], dtype=query.dtype, device=query.device
         )
         locations = (
-            reference_points[:, :, None, :, None, :] + offsets / normalizer[None, None, None, :, None]
+            reference_points[:, :, None, :, None, :]
+            + offsets / normalizer[None, None, None, :, None]
         )
         out = multi_scale_deformable_attention(v, spatial_shapes, locations, weights.view(shape))
         return self.dropout(self.output_proj(out)) + identity
