@@ -61,7 +61,10 @@ def _published(entry: dict[str, Any]) -> str:
     pub = entry.get("published") or {}
     if not pub:
         return "–"
-    parts = [f"{pub['mIoU']}" if "mIoU" in pub else "", pub.get("dataset", "")]
+    metric = next(
+        (f"{pub[k]}" + ("" if k == "mIoU" else f" {k}") for k in ("mIoU", "mDice") if k in pub), ""
+    )
+    parts = [metric, pub.get("dataset", "")]
     extra = ", ".join(str(pub[k]) for k in ("crop", "schedule") if pub.get(k))
     return " ".join(p for p in parts if p) + (f" ({extra})" if extra else "")
 

@@ -125,13 +125,13 @@ class FPN(nn.Module):
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
         inputs = list(features)
-        laterals = [
-            conv(inputs[self.start_level + i]) for i, conv in enumerate(self.lateral_convs)
-        ]
+        laterals = [conv(inputs[self.start_level + i]) for i, conv in enumerate(self.lateral_convs)]
         align = False if self.upsample_mode in ("bilinear", "bicubic") else None
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(
-                laterals[i], size=laterals[i - 1].shape[2:], mode=self.upsample_mode,
+                laterals[i],
+                size=laterals[i - 1].shape[2:],
+                mode=self.upsample_mode,
                 align_corners=align,
             )
         used = len(laterals)

@@ -60,9 +60,7 @@ class JPU(nn.Module):
         self.strides = [*in_strides[start_level : end - 1], in_strides[start_level]]
 
     def forward(self, features: Sequence[Tensor]) -> list[Tensor]:
-        feats = [
-            conv(features[self.start_level + i]) for i, conv in enumerate(self.conv_layers)
-        ]
+        feats = [conv(features[self.start_level + i]) for i, conv in enumerate(self.conv_layers)]
         size = feats[0].shape[2:]
         feats[1:] = [
             F.interpolate(f, size=size, mode="bilinear", align_corners=self.align_corners)
