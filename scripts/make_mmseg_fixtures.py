@@ -10,6 +10,10 @@ not in segkit's::
 heads) of full-size MMSegmentation configs (paths under ``mmseg/.mim/configs``), for
 ``docs/zoo/*.yaml``.
 
+Besides mmsegmentation, the environment needs mmdet 3.3.0 (MaskFormer, Mask2Former, K-Net heads)
+and mmpretrain 1.2.0 (ConvNeXt, PoolFormer), installed with ``--no-deps``, plus pycocotools,
+shapely, terminaltables, importlib-metadata, modelindex and einops.
+
 Each ``tests/parity/mmseg/NAME.yaml`` names an MMSegmentation config and ``cfg_options`` that
 shrink it (widths, depths) so the fixture stays small; the output goes to
 ``tests/parity/fixtures/NAME.pt``. Weights are random but not MMSegmentation's init (which
@@ -71,16 +75,26 @@ def _plain(node):
 
 
 def make(name: str, Config, MODELS) -> Path:
-    spec = yaml.safe_load((SPECS / f"{name}.yaml").read_text())["mmseg"]
+    full = yaml.safe_load((SPECS / f"{name}.yaml").read_text())
+    spec, forward_seed = full["mmseg"], full.get("forward_seed")
     import mmseg
+    from mmengine.config import ConfigDict
 
     configs = Path(mmseg.__file__).parent / ".mim" / "configs"
     cfg = Config.fromfile(str(configs / spec["config"]))
-    cfg.merge_from_dict(spec.get("cfg_options") or {})
+    options = {}
+    for key, value in (spec.get("cfg_options") or {}).items():
+        current = cfg._cfg_dict  # YAML has no tuples: keep a tuple a tuple (FastFCN's JPU asserts it)
+        for part in key.split("."):
+            current = current.get(part) if isinstance(current, dict) else None
+        options[key] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+    cfg.merge_from_dict(options)
     model_cfg = _plain(cfg.to_dict()["model"])
     preprocessor = model_cfg.pop("data_preprocessor", None) or {}
     torch.manual_seed(0)
-    model = MODELS.build(model_cfg)
+    model = MODELS.build(ConfigDict(model_cfg))  # some heads read their config by attribute
+    if isinstance(getattr(model, "test_cfg", None), dict):  # PointRend's PointHead does too
+        model.test_cfg = ConfigDict(model.test_cfg)
     weights = randomize(model, seed=spec.get("seed", 0))
     model.eval()
     h, w = spec.get("input_size", [64, 64])
@@ -91,6 +105,8 @@ def make(name: str, Config, MODELS) -> Path:
     x = (image - mean) / std
     mode = spec.get("output", "forward")
     with torch.no_grad():
+        if forward_seed is not None:  # eval-time randomness (SegNeXt's NMF bases)
+            torch.manual_seed(forward_seed)
         if mode == "forward":  # the decode head's raw logits, at its own stride
             out = model._forward(x)
             if isinstance(out, list | tuple):
