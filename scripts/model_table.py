@@ -50,11 +50,18 @@ def build_meta(name: str, data: str) -> torch.nn.Module:
         return instantiate(cfg.model, _convert_="partial")
 
 
-def measure(name: str, data: str) -> tuple[int, int, float]:
-    """(parameters, parameters without auxiliary heads, GFLOPs at 512x512)."""
+def measure(name: str, data: str) -> tuple[int, int, float, tuple[int, int]]:
+    """(parameters, without auxiliary heads, GFLOPs, the size they were counted at): 512x512,
+    or the model's test crop for models that only take one input size (BEiT's fixed tables)."""
     model = build_meta(name, data)
     total, no_aux = count_parameters(model)
-    return total, no_aux, count_flops(model, SIZE) / 1e9
+    try:
+        return total, no_aux, count_flops(model, SIZE) / 1e9, SIZE
+    except (AssertionError, RuntimeError, ValueError):
+        size = tuple(model.test_cfg.crop_size)
+        if size == SIZE:
+            raise
+        return total, no_aux, count_flops(model, size) / 1e9, size
 
 
 def _published(entry: dict[str, Any]) -> str:
@@ -77,7 +84,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         "Parameters are counted with auxiliary heads, in the label space of the `data` column "
         "(MMSegmentation counts the same configuration; `--count` in "
         "`scripts/make_mmseg_fixtures.py`). GFLOPs: PyTorch's `FlopCounterMode` on one 1x3x512x512 "
-        "eval forward pass, which counts a multiply-add as 2 FLOPs (papers usually quote "
+        "eval forward pass (at the test crop, in brackets, for models with a fixed input size), which counts a multiply-add as 2 FLOPs (papers usually quote "
         "multiply-adds, about half). Published mIoU: MMSegmentation's result for the recipe that "
         "the `experiment=` config reproduces, single scale, from the source named.",
         "",
@@ -97,7 +104,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         source = (e.get("published") or {}).get("source", "–")
         lines.append(
             f"| {e.get('method', '–')} | `{r['name']}` | {r['data']} | {r['params']:,} | {ref_s} "
-            f"| {delta} | {r['gflops']:.1f} | {'✓' if r['parity'] else '–'} | {exp} "
+            f"| {delta} | {r['gflops']:.1f}{'' if r['size'] == SIZE else ' ({}x{})'.format(*r['size'])} | {'✓' if r['parity'] else '–'} | {exp} "
             f"| {_published(e)} | {source} |"
         )
         if e.get("notes"):
@@ -118,10 +125,10 @@ def collect(names: list[str] | None = None) -> list[dict[str, Any]]:
     for name in names:
         entry = entries.get(name, {})
         data = entry.get("data", "ade20k")
-        params, _, gflops = measure(name, data)
+        params, _, gflops, size = measure(name, data)
         rows.append(
             {"name": name, "data": data, "params": params, "gflops": gflops, "entry": entry,
-             "parity": name in parity}
+             "parity": name in parity, "size": size}
         )
         print(f"{name}: {params:,} parameters, {gflops:.1f} GFLOPs", file=sys.stderr)
     order = {n: i for i, n in enumerate(entries)}

@@ -31,14 +31,16 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 def count_flops(model: nn.Module, size: tuple[int, int]) -> int:
     """FLOPs of one eval-mode forward pass on a ``(1, 3, H, W)`` image (auxiliary heads off).
 
-    Runs on a meta-device copy of ``model`` when it is on the meta device; otherwise on the
-    model's device, without gradients.
+    Runs where ``model`` lives; on the meta device (as :func:`profile_model` does) it costs
+    nothing. Autograd stays on: PyTorch's module tracker hooks tensors that require gradients,
+    and a parameter passed straight into a submodule (K-Net's kernels) has no graph under
+    ``no_grad``.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False) as counter:
             model(torch.zeros(1, 3, *size, device=device))
     finally:
         model.train(was_training)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Sequence
 
 import torch
@@ -89,7 +91,13 @@ class NMF2D(nn.Module):
         """``(N, C, H, W)`` non-negative -> its rank-``R`` reconstruction, same shape."""
         n, c, h, w = x.shape
         dtype = x.dtype
-        with torch.autocast(x.device.type, enabled=False):
+        # fp32 under autocast; the meta device (FLOP counting) has no autocast to turn off
+        no_autocast = (
+            torch.autocast(x.device.type, enabled=False)
+            if x.device.type != "meta"
+            else contextlib.nullcontext()
+        )
+        with no_autocast:
             x = x.float().reshape(n * self.S, c // self.S, h * w)
             if self.rand_init:
                 bases = self._draw_bases(n * self.S, c // self.S, x.device)
