@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from convert_mmseg import main as _main  # noqa: E402
+from convert_mmseg import main as _main
 
 
 def main(argv: list[str] | None = None) -> int:

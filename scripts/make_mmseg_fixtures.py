@@ -84,10 +84,14 @@ def make(name: str, Config, MODELS) -> Path:
     cfg = Config.fromfile(str(configs / spec["config"]))
     options = {}
     for key, value in (spec.get("cfg_options") or {}).items():
-        current = cfg._cfg_dict  # YAML has no tuples: keep a tuple a tuple (FastFCN's JPU asserts it)
+        current = (
+            cfg._cfg_dict
+        )  # YAML has no tuples: keep a tuple a tuple (FastFCN's JPU asserts it)
         for part in key.split("."):
             current = current.get(part) if isinstance(current, dict) else None
-        options[key] = tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+        options[key] = (
+            tuple(value) if isinstance(current, tuple) and isinstance(value, list) else value
+        )
     cfg.merge_from_dict(options)
     model_cfg = _plain(cfg.to_dict()["model"])
     preprocessor = model_cfg.pop("data_preprocessor", None) or {}

@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "docs" / "zoo"
 TABLE = ROOT / "docs" / "model_zoo.md"
 SIZE = (512, 512)
+NONE = "\u2013"  # an en dash in empty table cells
+CHECK = "\u2713"
 
 
 def reference_entries() -> dict[str, dict[str, Any]]:
@@ -67,7 +69,7 @@ def measure(name: str, data: str) -> tuple[int, int, float, tuple[int, int]]:
 def _published(entry: dict[str, Any]) -> str:
     pub = entry.get("published") or {}
     if not pub:
-        return "–"
+        return NONE
     metric = next(
         (f"{pub[k]}" + ("" if k == "mIoU" else f" {k}") for k in ("mIoU", "mDice") if k in pub), ""
     )
@@ -98,20 +100,22 @@ def render(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         e = r["entry"]
         ref = e.get("mmseg_params")
-        delta = f"{100 * (r['params'] - ref) / ref:+.2f}%" if ref else "–"
-        ref_s = f"{ref:,}" if ref else "–"
-        exp = f"`{e['experiment']}`" if e.get("experiment") else "–"
-        source = (e.get("published") or {}).get("source", "–")
+        delta = f"{100 * (r['params'] - ref) / ref:+.2f}%" if ref else NONE
+        ref_s = f"{ref:,}" if ref else NONE
+        exp = f"`{e['experiment']}`" if e.get("experiment") else NONE
+        source = (e.get("published") or {}).get("source", NONE)
         lines.append(
-            f"| {e.get('method', '–')} | `{r['name']}` | {r['data']} | {r['params']:,} | {ref_s} "
-            f"| {delta} | {r['gflops']:.1f}{'' if r['size'] == SIZE else ' ({}x{})'.format(*r['size'])} | {'✓' if r['parity'] else '–'} | {exp} "
+            f"| {e.get('method', NONE)} | `{r['name']}` | {r['data']} | {r['params']:,} | {ref_s} "
+            f"| {delta} | {r['gflops']:.1f}{'' if r['size'] == SIZE else ' ({}x{})'.format(*r['size'])} | {CHECK if r['parity'] else NONE} | {exp} "
             f"| {_published(e)} | {source} |"
         )
         if e.get("notes"):
             notes.append(f"- `{r['name']}`: {e['notes']}")
     if notes:
         lines += ["", "## Notes", "", *notes]
-    papers = sorted({(e["method"], e["paper"]) for e in (r["entry"] for r in rows) if e.get("paper")})
+    papers = sorted(
+        {(e["method"], e["paper"]) for e in (r["entry"] for r in rows) if e.get("paper")}
+    )
     if papers:
         lines += ["", "## Papers", "", *(f"- {m}: {p}" for m, p in papers)]
     return "\n".join(lines) + "\n"
@@ -127,8 +131,15 @@ def collect(names: list[str] | None = None) -> list[dict[str, Any]]:
         data = entry.get("data", "ade20k")
         params, _, gflops, size = measure(name, data)
         rows.append(
-            {"name": name, "data": data, "params": params, "gflops": gflops, "entry": entry,
-             "parity": name in parity, "size": size}
+            {
+                "name": name,
+                "data": data,
+                "params": params,
+                "gflops": gflops,
+                "entry": entry,
+                "parity": name in parity,
+                "size": size,
+            }
         )
         print(f"{name}: {params:,} parameters, {gflops:.1f} GFLOPs", file=sys.stderr)
     order = {n: i for i, n in enumerate(entries)}

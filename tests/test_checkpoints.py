@@ -123,7 +123,9 @@ def test_model_checkpoint_option_loads_weights_and_names_mismatches(
     state = convert_state_dict(fixture["state_dict"], spec)
     weights = tmp_path / "weights.safetensors"
     save_file({k: v.contiguous() for k, v in state.items()}, weights)
-    cfg = compose_cfg(["model=deeplabv3plus_r50", "data=ade20k", *SHRINK, f"model.checkpoint={weights}"])
+    cfg = compose_cfg(
+        ["model=deeplabv3plus_r50", "data=ade20k", *SHRINK, f"model.checkpoint={weights}"]
+    )
     model = instantiate(cfg.model, _convert_="partial").eval()
     with torch.no_grad():
         assert (model(fixture["input"])["seg"] - fixture["output"]).abs().max() <= 1e-4

@@ -29,6 +29,8 @@ from random_weights import rebuild  # noqa: E402
 def fixture_state_dict(fixture: dict) -> dict[str, torch.Tensor]:
     """MMSegmentation's state dict of a fixture (redrawn from names, shapes and seed)."""
     return fixture["state_dict"] if "state_dict" in fixture else rebuild(fixture["weights"])
+
+
 SPECS = sorted(p.stem for p in (PARITY / "mmseg").glob("*.yaml"))
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 from hydra.utils import instantiate
 from torch import nn
 
@@ -34,9 +33,21 @@ def test_profile_of_a_segmentor(compose_cfg) -> None:
 def test_bench_command_prints_and_writes_the_figures(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, "-m", "segkit.cli.bench", "model=segformer", "bench.size=[64,64]",
-         "bench.steps=1", "bench.warmup=0", "bench.batch_size=1", f"bench.output={out}"],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "segkit.cli.bench",
+            "model=segformer",
+            "bench.size=[64,64]",
+            "bench.steps=1",
+            "bench.warmup=0",
+            "bench.batch_size=1",
+            f"bench.output={out}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert "GFLOPs" in result.stdout and "3,753,718" in result.stdout

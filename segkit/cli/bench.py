@@ -46,7 +46,10 @@ def bench(cfg: DictConfig) -> Profile:
         ("model", name),
         ("parameters", f"{profile.parameters:,} ({profile.parameters_without_aux:,} without aux)"),
         (f"GFLOPs (1x3x{h}x{w}, PyTorch count)", f"{profile.gflops:.1f}"),
-        (f"train step (batch {profile.batch_size}, {options.precision})", seconds(profile.train_step_s)),
+        (
+            f"train step (batch {profile.batch_size}, {options.precision})",
+            seconds(profile.train_step_s),
+        ),
         (f"inference (1 image, {options.precision})", seconds(profile.inference_s)),
         ("peak memory", f"{profile.peak_memory_mib:.0f} MiB ({profile.device})"),
     ]
