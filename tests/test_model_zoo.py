@@ -1,7 +1,9 @@
 """Every model config builds, trains (forward, losses, backward) and predicts at the right size.
 
-The default run uses 128x128 inputs for models up to ``DEFAULT_LIMIT`` parameters; the slow job
-runs every config at 512x512 (at its test crop if it only takes one input size).
+The default run uses 128x128 inputs for models up to ``DEFAULT_LIMIT`` parameters. The slow job
+runs one config per method (its first in docs/zoo) at 512x512 (at its test crop if it only takes
+one input size) and the larger configs at 128x128; ``pytest -m zoo512`` runs every config at
+512x512.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def test_model_config_trains_and_predicts(compose_cfg, name: str) -> None:
     with torch.device("meta"):
         size = sum(p.numel() for p in _build(compose_cfg, name).parameters())
     if size > DEFAULT_LIMIT:
-        pytest.skip(f"{size / 1e6:.0f}M parameters: covered by the slow 512x512 test")
+        pytest.skip(f"{size / 1e6:.0f}M parameters: run by the slow job")
     _check(_build(compose_cfg, name), (128, 128))
 
 
@@ -65,14 +67,50 @@ def _runs_at(compose_cfg, name: str, size: tuple[int, int]) -> bool:
     return True
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", MODELS)
-def test_model_config_trains_and_predicts_at_512(compose_cfg, name: str) -> None:
+def _representatives() -> list[str]:
+    """One model config per method: the first entry of each method in docs/zoo/*.yaml."""
+    import yaml
+
+    seen: dict[str, str] = {}
+    for path in sorted((Path(__file__).resolve().parents[1] / "docs" / "zoo").glob("*.yaml")):
+        for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
+            seen.setdefault(entry.get("method", name), name)
+    return sorted(seen.values())
+
+
+REPRESENTATIVES = _representatives()
+
+
+def _check_at_512(compose_cfg, name: str) -> None:
     """512x512, or the test crop for models with a fixed input size (BEiT: 640x640)."""
     size = (512, 512)
     if not _runs_at(compose_cfg, name, size):
         size = tuple(_build(compose_cfg, name).test_cfg.crop_size)
     _check(_build(compose_cfg, name), size)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REPRESENTATIVES)
+def test_every_method_trains_and_predicts_at_512(compose_cfg, name: str) -> None:
+    _check_at_512(compose_cfg, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_large_model_configs_train_and_predict(compose_cfg, name: str) -> None:
+    """The configs the default run skips for their size, at 128x128."""
+    with torch.device("meta"):
+        size = sum(p.numel() for p in _build(compose_cfg, name).parameters())
+    if size <= DEFAULT_LIMIT:
+        pytest.skip("run by the default suite")
+    _check(_build(compose_cfg, name), (128, 128))
+
+
+@pytest.mark.zoo512
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_config_trains_and_predicts_at_512(compose_cfg, name: str) -> None:
+    """Every variant at 512x512: ``pytest -m zoo512`` (about an hour on 2 CPU cores)."""
+    _check_at_512(compose_cfg, name)
 
 
 def _table_rows() -> dict[str, dict[str, str]]:
