@@ -8,7 +8,8 @@ its head; segkit's are at the decoder's stride 2, so they are compared after the
 
 from __future__ import annotations
 
-import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,26 +17,11 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
+sys.path.insert(0, str(Path(__file__).parent / "parity"))
+from random_weights import randomize  # noqa: E402  (the parity fixtures' weights)
+
 import segkit  # noqa: E402
 from segkit.checkpoints import convert_checkpoint  # noqa: E402
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Redraw every weight and BN statistic (transformers' init zeroes biases)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-            elif tensor.ndim >= 2:
-                fan_in = math.prod(tensor.shape[1:])
-                tensor.copy_(torch.randn(tensor.shape, generator=g) / math.sqrt(fan_in))
-            elif name.endswith("weight"):
-                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.1)
 
 
 def test_converted_transformers_dpt_reproduces_its_logits(tmp_path) -> None:
@@ -56,7 +42,7 @@ def test_converted_transformers_dpt_reproduces_its_logits(tmp_path) -> None:
     )
     torch.manual_seed(0)
     reference = transformers.DPTForSemanticSegmentation(config)
-    _randomize(reference)
+    randomize(reference, seed=0)
     reference.eval()
     reference.save_pretrained(tmp_path / "hf")
 

@@ -5,11 +5,17 @@ implement in eval mode)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
+
+sys.path.insert(0, str(Path(__file__).parent / "parity"))
+from random_weights import randomize  # noqa: E402  (the parity fixtures' weights)
 
 import segkit  # noqa: E402
 from segkit.checkpoints import convert_checkpoint  # noqa: E402
@@ -29,30 +35,13 @@ def _resnet_config():
     )
 
 
-@torch.no_grad()
-def _randomize(model: torch.nn.Module) -> None:
-    """Redraw every float tensor (BN statistics included) so a wrong conversion cannot hide."""
-    g = torch.Generator().manual_seed(0)
-    for name, t in model.state_dict().items():
-        if not t.is_floating_point():
-            continue
-        if name.endswith("running_var"):
-            t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-        elif t.ndim >= 2:
-            t.copy_(torch.randn(t.shape, generator=g) / t[0].numel() ** 0.5)
-        elif name.endswith("weight"):
-            t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-        else:
-            t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-
-
 def _semantic(cls_logits, mask_logits, size):
     masks = F.interpolate(mask_logits, size=size, mode="bilinear", align_corners=False)
     return torch.einsum("nqc,nqhw->nchw", cls_logits.softmax(-1)[..., :-1], masks.sigmoid())
 
 
 def _compare(reference, name, overrides, tmp_path):
-    _randomize(reference)
+    randomize(reference, seed=0)
     reference.eval()
     reference.save_pretrained(tmp_path / "hf")
     images = torch.randint(

@@ -7,33 +7,19 @@ A tiny random Segformer (decoder at 256 channels like B0/B1, or 768 like B2-B5) 
 
 from __future__ import annotations
 
-import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 transformers = pytest.importorskip("transformers")
 
+sys.path.insert(0, str(Path(__file__).parent / "parity"))
+from random_weights import randomize  # noqa: E402  (the parity fixtures' weights)
+
 import segkit  # noqa: E402
 from segkit.checkpoints import convert_checkpoint  # noqa: E402
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Redraw every weight and BN statistic (transformers' init zeroes biases)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-            elif tensor.ndim >= 2:
-                fan_in = math.prod(tensor.shape[1:])
-                tensor.copy_(torch.randn(tensor.shape, generator=g) / math.sqrt(fan_in))
-            elif name.endswith("weight"):
-                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.1)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +41,7 @@ def test_converted_transformers_segformer_reproduces_its_logits(
     )
     torch.manual_seed(0)
     reference = transformers.SegformerForSemanticSegmentation(config)
-    _randomize(reference)
+    randomize(reference, seed=0)
     reference.eval()
     reference.save_pretrained(tmp_path / "hf")
 

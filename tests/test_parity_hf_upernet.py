@@ -9,7 +9,8 @@ decoder-stride logits resized the same way, BEiT's at the decoder stride 4 (fp32
 
 from __future__ import annotations
 
-import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,30 +18,15 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
+sys.path.insert(0, str(Path(__file__).parent / "parity"))
+from random_weights import randomize  # noqa: E402  (the parity fixtures' weights)
+
 import segkit  # noqa: E402
 from segkit.checkpoints import convert_checkpoint  # noqa: E402
 
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
 NUM_LABELS = 150
-
-
-def _randomize(model: torch.nn.Module, seed: int = 0) -> None:
-    """Redraw every weight and BN statistic (transformers' init zeroes biases and layer scales)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if not tensor.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-            elif tensor.ndim >= 2:
-                fan_in = math.prod(tensor.shape[1:])
-                tensor.copy_(torch.randn(tensor.shape, generator=g) / math.sqrt(fan_in))
-            elif name.endswith("weight") or "lambda" in name or "layer_scale" in name:
-                tensor.copy_(torch.rand(tensor.shape, generator=g) + 0.5)
-            else:
-                tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.1)
 
 
 def _labels() -> dict:
@@ -55,7 +41,7 @@ def _compare(
     reference, tmp_path, spec: str, overrides: list[str], size: tuple[int, int], stride: int = 1
 ) -> None:
     """``stride``: of transformers' logits (UperNet: 1, resized to the input; BEiT: 4)."""
-    _randomize(reference)
+    randomize(reference, seed=0)
     reference.eval()
     reference.save_pretrained(tmp_path / "hf")
     dst = convert_checkpoint(
