@@ -183,6 +183,32 @@ class Segmentor(nn.Module):
                 losses.update(aux.loss(outputs[f"aux.{name}"], batch, prefix=f"aux.{name}/"))
         return losses
 
+    # ------------------------------------------------------------------ open vocabulary
+    @property
+    def open_vocabulary(self) -> bool:
+        """Whether the classes are names given at run time (an open-vocabulary ``seg`` head)."""
+        return hasattr(self.heads["seg"], "set_classes") if "seg" in self.heads else False
+
+    def set_classes(
+        self, classes: Sequence[str], palette: Sequence[Sequence[int]] | None = None
+    ) -> None:
+        """Predict these classes (free text) from now on; open-vocabulary models only.
+
+        The palette is kept when the number of classes is unchanged, else replaced by ``palette``
+        (or a generated one when ``None``)."""
+        if not self.open_vocabulary:
+            raise TypeError(
+                "this model's classes are fixed by its weights; classes= needs an "
+                "open-vocabulary model (e.g. model=clearclip, catseg, san)"
+            )
+        classes = [str(c) for c in classes]
+        self.heads["seg"].set_classes(classes)
+        if palette is not None:
+            self.palette = [list(c) for c in palette]
+        elif self.palette is not None and len(self.palette) != len(classes):
+            self.palette = None
+        self.class_names = classes
+
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def inference(self, images: Tensor) -> dict[str, Tensor]:
@@ -197,7 +223,11 @@ class Segmentor(nn.Module):
 
     @torch.no_grad()
     def predict(
-        self, images: ImageLike | Sequence[ImageLike], return_scores: bool = False
+        self,
+        images: ImageLike | Sequence[ImageLike],
+        return_scores: bool = False,
+        classes: Sequence[str] | None = None,
+        threshold: float | None = None,
     ) -> list[dict[str, Tensor]]:
         """Predict label maps for RGB images of any sizes.
 
@@ -205,6 +235,10 @@ class Segmentor(nn.Module):
             images: a path, an ``(H, W, 3)`` uint8 array, a ``(3, H, W)`` / ``(N, 3, H, W)``
                 tensor in 0-255, or a list of these.
             return_scores: also return the class scores ``(C, H, W)`` as ``"seg_scores"``.
+            classes: open-vocabulary models: the class names (free text) to segment, for this
+                call only; label ``i`` is ``classes[i]``.
+            threshold: open-vocabulary models: pixels whose probability over ``classes`` stays
+                below it get label -1 (no match); ``None`` keeps the head's setting.
 
         Returns:
             One dict per image: ``"seg"``, an ``(H, W)`` int64 label map at the image's own size.
@@ -213,6 +247,19 @@ class Segmentor(nn.Module):
         self.eval()
         device = self.mean.device
         results = []
+        restore = None
+        if classes is not None or threshold is not None:
+            if not self.open_vocabulary:
+                raise TypeError(
+                    "classes= and threshold= need an open-vocabulary model; this one's classes "
+                    f"are fixed: {self.class_names}"
+                )
+            head = self.heads["seg"]
+            restore = (list(self.class_names or head.class_names), self.palette, head.threshold)
+            if classes is not None:
+                self.set_classes(classes)
+            if threshold is not None:
+                head.threshold = threshold
         try:
             for image in _as_image_list(images):
                 x = image.to(device).unsqueeze(0)
@@ -234,6 +281,10 @@ class Segmentor(nn.Module):
                 results.append(result)
         finally:
             self.train(was_training)
+            if restore is not None:
+                self.heads["seg"].set_classes(restore[0])
+                self.class_names, self.palette = restore[0], restore[1]
+                self.heads["seg"].threshold = restore[2]
         return results
 
 
