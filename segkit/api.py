@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ __all__ = [
     "UnsafeConfigError",
     "build_model",
     "check_targets",
+    "from_clip",
     "load",
     "model_from_checkpoint",
     "read_checkpoint",
@@ -79,9 +80,12 @@ def _offline_encoders(node: Any) -> Any:
     """Copy of a model config whose encoders download nothing: the weights come from the file."""
     if isinstance(node, Mapping):
         out = {k: _offline_encoders(v) for k, v in node.items()}
-        if str(out.get("_target_", "")).endswith("TimmEncoder"):
+        target = str(out.get("_target_", ""))
+        if target.endswith("TimmEncoder"):
             out["pretrained"] = False
             out["checkpoint"] = None
+        elif target.endswith(("CLIPImageEncoder", "CLIPTextEncoder")):
+            out["pretrained"] = None  # open_clip towers: random init, then the file's weights
         return out
     if isinstance(node, list):
         return [_offline_encoders(v) for v in node]
@@ -123,3 +127,56 @@ def load(
     The file is read with ``weights_only=True``; the model is built from the config stored in it.
     """
     return model_from_checkpoint(read_checkpoint(path), trust_config).to(device).eval()
+
+
+def from_clip(
+    classes: Sequence[str],
+    clip: str = "ViT-B-16",
+    pretrained: str | None = "openai",
+    method: str = "clearclip",
+    threshold: float | None = None,
+    templates: str | Sequence[str] = "imagenet",
+    overrides: Sequence[str] = (),
+    device: str | torch.device = "cpu",
+) -> Segmentor:
+    """A training-free open-vocabulary segmenter from any open_clip ViT, with no checkpoint of ours.
+
+    Args:
+        classes: the class names (free text); change them later with ``predict(classes=...)``.
+        clip: an open_clip architecture, e.g. ``"ViT-B-16"``, ``"ViT-L-14"``.
+        pretrained: an open_clip tag (``"openai"``, ``"laion2b_s34b_b88k"``: downloaded once,
+            then cached), a local weights file, or ``None`` for random weights.
+        method: ``"clearclip"``, ``"sclip"`` or ``"maskclip"`` (``conf/model/<method>.yaml``).
+        threshold: pixels whose probability over ``classes`` stays below it get label -1.
+        templates: prompt templates (``"imagenet"``, ``"imagenet_simple"``, ``"single"`` or a list).
+        overrides: more Hydra overrides of the model config, e.g.
+            ``["model.test_cfg.crop_size=[336,336]"]``.
+
+    Example::
+
+        model = segkit.from_clip(["cat", "grass", "sky"], clip="ViT-B-16", pretrained="openai")
+        labels = model.predict("photo.jpg")[0]["seg"]   # (H, W) ids into the class list
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
+    from segkit.cli._hydra import CONFIG_DIR
+
+    args = [
+        f"model={method}",
+        f"model.encoder.name={clip}",
+        f"model.encoder.pretrained={'null' if pretrained is None else pretrained}",
+        *overrides,
+    ]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="train", overrides=args)
+    with open_dict(cfg):
+        cfg.data.class_names = [str(c) for c in classes]
+        cfg.data.palette = None
+        cfg.data.test_resize = None
+        cfg.model.heads.seg.threshold = threshold
+        cfg.model.heads.seg.text_encoder.templates = (
+            templates if isinstance(templates, str) else list(templates)
+        )
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)
+    return instantiate(model_cfg, _convert_="partial").to(device).eval()

@@ -62,3 +62,15 @@ def compose_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
         return cfg
 
     return _compose
+
+
+# A tiny random-weight open_clip ViT (a few M parameters, builds in well under a second) for the
+# open-vocabulary models: `compose_cfg(["model=clearclip", *TINY_CLIP])`.
+TINY_CLIP_KWARGS = (
+    "{embed_dim:64,vision_cfg:{image_size:64,layers:2,width:64,patch_size:16,head_width:32},"
+    "text_cfg:{context_length:32,vocab_size:49408,width:64,heads:2,layers:2}}"
+)
+TINY_CLIP = [
+    "model.encoder.pretrained=null",
+    f"model.encoder.model_kwargs={TINY_CLIP_KWARGS}",
+]

@@ -91,3 +91,21 @@ def test_rejects_mismatched_shapes() -> None:
         SegMetrics(3).update(
             torch.zeros(1, 4, 4, dtype=torch.long), torch.zeros(1, 4, 5, dtype=torch.long)
         )
+
+
+def test_unseen_split_gives_seen_unseen_and_harmonic_miou() -> None:
+    target = torch.tensor([[0, 0, 1, 1, 2, 2, 3, 3]])
+    preds = torch.tensor([[0, 0, 1, 0, 2, 3, -1, 3]])  # -1: an open-vocabulary "no match"
+    metric = SegMetrics(4, class_names=["a", "b", "c", "d"], unseen_classes=["c", 3])
+    metric.update(preds, target)
+    out = metric.compute()
+    # IoU: a 2/3, b 1/2, c 1/2, d 1/3 (the unmatched d pixel is a false negative only)
+    iou = torch.tensor([2 / 3, 1 / 2, 1 / 2, 1 / 3])
+    assert torch.allclose(out["IoU"], iou)
+    seen, unseen = iou[:2].mean(), iou[2:].mean()
+    assert out["mIoU_seen"] == pytest.approx(float(seen))
+    assert out["mIoU_unseen"] == pytest.approx(float(unseen))
+    assert out["hIoU"] == pytest.approx(float(2 * seen * unseen / (seen + unseen)))
+    assert out["aAcc"] == pytest.approx(5 / 8)
+    with pytest.raises(ValueError, match="'e' is not one of"):
+        SegMetrics(4, class_names=["a", "b", "c", "d"], unseen_classes=["e"])

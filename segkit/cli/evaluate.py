@@ -36,12 +36,23 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         data_cfg = OmegaConf.create(saved["data"])
     datamodule = instantiate(data_cfg)
     model = model_from_checkpoint(ckpt, trust_config=cfg.trust_config)
+    if model.open_vocabulary and cfg.get("data") is not None:
+        # An open-vocabulary model segments whatever classes the evaluation data names.
+        model.set_classes(datamodule.class_names, getattr(datamodule, "palette", None))
+        log.info(
+            "open vocabulary: %d classes from data=%s", len(model.class_names), cfg.data.get("name")
+        )
     if datamodule.num_classes != model.heads["seg"].num_classes:
         raise ValueError(
             f"the data has {datamodule.num_classes} classes, the model predicts "
             f"{model.heads['seg'].num_classes}"
         )
-    task = SegmentationTask(model, optimizer=None, lr=0.0)  # type: ignore[arg-type]
+    task = SegmentationTask(
+        model,
+        optimizer=None,  # type: ignore[arg-type]
+        lr=0.0,
+        unseen_classes=cfg.get("unseen_classes"),
+    )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
         callbacks=[ClassTable()],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -34,6 +34,8 @@ class SegmentationTask(L.LightningModule):
             (e.g. :class:`segkit.data.device_augment.DeviceAugment` with kornia transforms).
         run_config: the resolved run configuration as plain data, saved in every checkpoint so that
             ``segkit.load`` and ``segkit-eval`` rebuild everything from the file alone.
+        unseen_classes: names or ids of the classes held out of training (a zero-shot split):
+            the metrics add ``mIoU_seen``, ``mIoU_unseen`` and their harmonic mean ``hIoU``.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class SegmentationTask(L.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         augment: nn.Module | None = None,
         run_config: Mapping[str, Any] | None = None,
+        unseen_classes: Sequence[int | str] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -56,13 +59,8 @@ class SegmentationTask(L.LightningModule):
         self.scheduler_factory = scheduler
         self.augment = augment
         self.run_config = run_config
-        num_classes = model.heads["seg"].num_classes
-        self.metrics = nn.ModuleDict(
-            {
-                stage: SegMetrics(num_classes, model.ignore_index, model.class_names)
-                for stage in ("val", "test")
-            }
-        )
+        self.unseen_classes = list(unseen_classes) if unseen_classes else None
+        self.metrics = nn.ModuleDict({stage: self._new_metric() for stage in ("val", "test")})
         self.results: dict[str, dict[str, Tensor]] = {}
         self.eval_names: list[str] = []
 
@@ -72,14 +70,19 @@ class SegmentationTask(L.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         names = list(getattr(datamodule, "eval_names", None) or [])
         self.eval_names = names if len(names) > 1 else []
-        seg = self.model.heads["seg"]
         for stage_name in ("val", "test"):
             for name in self.eval_names:
                 key = f"{stage_name}_{name}"
                 if key not in self.metrics:
-                    self.metrics[key] = SegMetrics(
-                        seg.num_classes, self.model.ignore_index, self.model.class_names
-                    ).to(self.device)
+                    self.metrics[key] = self._new_metric().to(self.device)
+
+    def _new_metric(self) -> SegMetrics:
+        return SegMetrics(
+            self.model.heads["seg"].num_classes,
+            self.model.ignore_index,
+            self.model.class_names,
+            unseen_classes=self.unseen_classes,
+        )
 
     # ------------------------------------------------------------------ steps
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:

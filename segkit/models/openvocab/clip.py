@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 __all__ = ["PretrainedUnavailableError", "clip_identity", "create_clip"]
@@ -115,6 +116,9 @@ def create_clip(
     import open_clip
 
     kwargs: dict[str, Any] = dict(model_kwargs or {})
+    # open_clip moves the model to ``device`` (default cpu); keep the current default device so
+    # that building under ``torch.device("meta")`` (parameter and FLOP counts) allocates nothing.
+    kwargs["device"] = torch.empty(0).device
     if quick_gelu is not None:
         kwargs["force_quick_gelu"] = quick_gelu
     if pretrained:

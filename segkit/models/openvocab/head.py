@@ -101,8 +101,11 @@ class TextHead(OpenVocabHead):
                 "set projection: true"
             )
         self.proj = nn.Conv2d(in_channels, dim, 1) if projection else nn.Identity()
-        scale = float(text_encoder.logit_scale) if logit_scale is None else float(logit_scale)
-        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)), requires_grad=learn_scale)
+        if logit_scale is None:  # CLIP's own (kept as a tensor: works on the meta device too)
+            log_scale = text_encoder.clip.logit_scale.detach().clone().reshape(())
+        else:
+            log_scale = torch.tensor(math.log(float(logit_scale)))
+        self.log_scale = nn.Parameter(log_scale, requires_grad=learn_scale)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(N, in_channels, h, w)`` -> logits ``(N, K, h, w)`` for the current classes."""

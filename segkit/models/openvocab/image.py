@@ -4,10 +4,14 @@ CLIP's last attention block pools the image into the class token; its patch toke
 localised. Training-free methods change that last block so that each patch attends to patches
 like itself and keep only the attention path:
 
-- ``maskclip`` (MaskCLIP, Zhou et al. 2022): the value projection alone, no attention.
+- ``maskclip`` (MaskCLIP, Zhou et al. 2022): the value projection alone, no attention; residual
+  and FFN kept.
+- ``sclip`` (SCLIP, Wang et al. 2024): correlative attention, softmax(qq) + softmax(kk); residual
+  kept, no FFN.
 - ``clearclip`` (ClearCLIP, Lan et al. 2024): query-query attention; no residual, no FFN.
-- ``sclip`` (SCLIP, Wang et al. 2024): correlative attention, softmax(qq) + softmax(kk).
 - ``none``: the unmodified block (for trainable models that learn on top of CLIP).
+
+``residual`` and ``ffn`` override a mode's choice (ClearCLIP's ablations vary exactly these).
 
 The dense output is ``ln_post`` + ``proj`` applied to every patch token, as CLIP does to the
 class token, so it can be compared with text embeddings directly.
@@ -28,6 +32,8 @@ from segkit.models.openvocab.text import _set_trainable
 __all__ = ["CLIPImageEncoder", "dense_attention"]
 
 DENSE_MODES = ("none", "maskclip", "clearclip", "sclip")
+# (residual, ffn) of the last block in each training-free mode, as its paper defines it.
+_LAST_BLOCK = {"maskclip": (True, True), "sclip": (True, False), "clearclip": (False, False)}
 
 
 def dense_attention(attn: nn.MultiheadAttention, x: Tensor, mode: str) -> Tensor:
@@ -64,6 +70,7 @@ class CLIPImageEncoder(nn.Module):
         out_indices: transformer blocks (0-based) whose patch tokens are also returned, before the
             dense embedding; e.g. CAT-Seg's guidance features.
         finetune: ``"none"`` (frozen), ``"attention"`` or ``"all"``.
+        residual, ffn: keep the last block's residual connection / FFN (``None``: the mode's).
 
     ``forward(images (N, 3, H, W), normalised)`` -> ``[block maps (N, width, H/p, W/p) ...,
     dense embedding (N, embed_dim, H/p, W/p)]``; any ``H, W`` divisible by the patch size ``p``
@@ -80,6 +87,8 @@ class CLIPImageEncoder(nn.Module):
         model_kwargs: Mapping[str, Any] | None = None,
         quick_gelu: bool | None = None,
         finetune: str = "none",
+        residual: bool | None = None,
+        ffn: bool | None = None,
     ) -> None:
         super().__init__()
         from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
@@ -103,6 +112,9 @@ class CLIPImageEncoder(nn.Module):
             )
         self.visual = visual
         self.dense = dense
+        default_residual, default_ffn = _LAST_BLOCK.get(dense, (True, True))
+        self.residual = default_residual if residual is None else residual
+        self.ffn = default_ffn if ffn is None else ffn
         self.out_indices = list(out_indices)
         width = visual.conv1.out_channels
         patch = visual.patch_size[0]
@@ -143,7 +155,10 @@ class CLIPImageEncoder(nn.Module):
         if self.dense == "none":
             x = last(x)
         else:
-            x = last.ls_1(dense_attention(last.attn, last.ln_1(x), self.dense))
+            attended = last.ls_1(dense_attention(last.attn, last.ln_1(x), self.dense))
+            x = x + attended if self.residual else attended
+            if self.ffn:
+                x = x + last.ls_2(last.mlp(last.ln_2(x)))
         tokens = v.ln_post(x[:, 1:]) @ v.proj
         maps.append(self._to_map(tokens, grid))
         return maps
