@@ -190,7 +190,7 @@ def test_pretrained_path_loads_a_saved_clip(tmp_path: Path) -> None:
     other = create_clip("ViT-B-16", None, model_kwargs={**_tiny_kwargs(), "embed_dim": 32})
     bad = tmp_path / "other.pt"
     torch.save(other.state_dict(), bad)
-    with pytest.raises(ValueError, match="other.pt"):
+    with pytest.raises(ValueError, match=r"other\.pt"):
         create_clip("ViT-B-16", str(bad), model_kwargs=_tiny_kwargs())
 
 
@@ -207,7 +207,7 @@ def test_pretrained_tag_without_network_fails_fast_and_says_where_to_put_the_fil
     assert "pretrained=/path/to" in message and "timm/vit_base_patch16_clip_224.openai" in message
     with pytest.raises(ValueError, match="no pretrained tag"):
         create_clip("ViT-B-16", "not-a-tag", cache_dir=str(tmp_path / "hub"))
-    with pytest.raises(FileNotFoundError, match="missing.pt"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt"):
         create_clip("ViT-B-16", str(tmp_path / "missing.pt"))
 
 
