@@ -36,6 +36,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         data_cfg = OmegaConf.create(saved["data"])
     datamodule = instantiate(data_cfg)
     model = model_from_checkpoint(ckpt, trust_config=cfg.trust_config)
+    if cfg.get("data") is not None:
+        # Metrics count the evaluation data's labels: its own ignore value (ADE-847 and PC-459
+        # ignore 65535, since 255 is a class there).
+        model.ignore_index = datamodule.ignore_index
     if model.open_vocabulary and cfg.get("data") is not None:
         # An open-vocabulary model segments whatever classes the evaluation data names.
         model.set_classes(datamodule.class_names, getattr(datamodule, "palette", None))

@@ -36,7 +36,7 @@ def read_mask(path: str | Path, rgb: bool = False) -> np.ndarray:
         with Image.open(path) as im:
             if rgb:
                 return np.asarray(im.convert("RGB"))
-            if im.mode not in ("P", "L", "I", "I;16", "1"):
+            if im.mode not in ("P", "L", "I", "I;16", "I;16B", "1"):  # I;16: 16-bit PNG/TIFF
                 raise CorruptFileError(
                     f"label map {path} has mode {im.mode!r}; expected a single-channel PNG "
                     "of class ids (convert colour masks to ids first)"

@@ -19,6 +19,8 @@ retinal            convert_drive, convert_stare, convert_chase_db1, convert_hrf
 synapse            convert_synapse
 refuge             convert_refuge
 nyu                convert_nyu
+ade20k_full        convert_ade20k_full
+pascal_context_459 convert_pascal_context_459
 =================  ==========================================================
 
 See docs/converters.md for the layouts and commands.
