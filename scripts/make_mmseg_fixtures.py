@@ -144,11 +144,12 @@ def make(name: str, Config, MODELS) -> Path:
 def count(config: str, Config, MODELS) -> tuple[int, int]:
     """(all parameters, without auxiliary heads) of a full MMSegmentation config."""
     import mmseg
+    from mmengine.config import ConfigDict
 
     cfg = Config.fromfile(str(Path(mmseg.__file__).parent / ".mim" / "configs" / config))
     model_cfg = _plain(cfg.to_dict()["model"])
     model_cfg.pop("data_preprocessor", None)
-    model = MODELS.build(model_cfg)
+    model = MODELS.build(ConfigDict(model_cfg))  # heads that read their config by attribute (SAN)
     total = sum(p.numel() for p in model.parameters())
     aux = getattr(model, "auxiliary_head", None)
     aux_n = sum(p.numel() for p in aux.parameters()) if aux is not None else 0

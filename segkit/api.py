@@ -84,7 +84,7 @@ def _offline_encoders(node: Any) -> Any:
         if target.endswith("TimmEncoder"):
             out["pretrained"] = False
             out["checkpoint"] = None
-        elif target.endswith(("CLIPImageEncoder", "CLIPTextEncoder")):
+        elif target.startswith("segkit.models.openvocab.") and "pretrained" in out:
             out["pretrained"] = None  # open_clip towers: random init, then the file's weights
         return out
     if isinstance(node, list):

@@ -8,6 +8,7 @@ from segkit.models.openvocab.clip import PretrainedUnavailableError, create_clip
 from segkit.models.openvocab.head import NO_CLASS, OpenVocabHead, TextHead
 from segkit.models.openvocab.image import CLIPImageEncoder
 from segkit.models.openvocab.prompts import prompt_templates
+from segkit.models.openvocab.san import SANEncoder, SANHead
 from segkit.models.openvocab.text import CLIPTextEncoder
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "CLIPTextEncoder",
     "OpenVocabHead",
     "PretrainedUnavailableError",
+    "SANEncoder",
+    "SANHead",
     "TextHead",
     "create_clip",
     "prompt_templates",
