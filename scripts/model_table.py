@@ -21,8 +21,9 @@ from typing import Any
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
+from segkit.api import build_model
 from segkit.cli._hydra import CONFIG_DIR
 from segkit.profiling import count_flops, count_parameters
 
@@ -48,8 +49,8 @@ def reference_entries() -> dict[str, dict[str, Any]]:
 def build_meta(name: str, data: str) -> torch.nn.Module:
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=[f"model={name}", f"data={data}", "data.root=/none"])
-    with torch.device("meta"):
-        return instantiate(cfg.model, _convert_="partial")
+    with torch.device("meta"):  # no pretrained weights: open_clip towers would download theirs
+        return build_model(OmegaConf.to_container(cfg.model, resolve=True))
 
 
 def measure(name: str, data: str) -> tuple[int, int, float, tuple[int, int]]:
@@ -87,8 +88,10 @@ def render(rows: list[dict[str, Any]]) -> str:
         "(MMSegmentation counts the same configuration; `--count` in "
         "`scripts/make_mmseg_fixtures.py`). GFLOPs: PyTorch's `FlopCounterMode` on one 1x3x512x512 "
         "eval forward pass (at the test crop, in brackets, for models with a fixed input size), which counts a multiply-add as 2 FLOPs (papers usually quote "
-        "multiply-adds, about half). Published mIoU: MMSegmentation's result for the recipe that "
-        "the `experiment=` config reproduces, single scale, from the source named.",
+        "multiply-adds, about half); for open-vocabulary models, the image path with the data's "
+        "class names (their text embeddings are computed once per vocabulary and cached). "
+        "Published mIoU: MMSegmentation's result for the recipe that the `experiment=` config "
+        "reproduces, single scale, from the source named (for open-vocabulary models, the paper's).",
         "",
         "Parity: every model with a `tests/parity/mmseg/<model>.yaml` spec is checked against "
         "MMSegmentation 1.2.2's own implementation (converted weights, same logits within 1e-4).",

@@ -34,16 +34,42 @@ def count_flops(model: nn.Module, size: tuple[int, int]) -> int:
     Runs where ``model`` lives; on the meta device (as :func:`profile_model` does) it costs
     nothing. Autograd stays on: PyTorch's module tracker hooks tensors that require gradients,
     and a parameter passed straight into a submodule (K-Net's kernels) has no graph under
-    ``no_grad``.
+    ``no_grad``. Open-vocabulary models: encoding the class names (once per vocabulary, then
+    cached) is not counted, only the image's path.
     """
+    from segkit.models.openvocab import CLIPTextEncoder
+
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    images = torch.zeros(1, 3, *size, device=device)
+    # Text towers: a first, uncounted pass fills a memo of each class list's embeddings, which
+    # the counted pass reads (the towers' own cache is bypassed when they are trainable).
+    encoders = [m for m in model.modules() if isinstance(m, CLIPTextEncoder)]
+    memo: dict[tuple[int, tuple[str, ...]], torch.Tensor] = {}
+
+    def memoized(encoder: CLIPTextEncoder):
+        original = encoder.encode
+
+        def encode(names):
+            key = (id(encoder), tuple(names))
+            if key not in memo:
+                memo[key] = original(names).detach()
+            return memo[key]
+
+        return encode
+
+    for encoder in encoders:
+        encoder.encode = memoized(encoder)  # an instance attribute shadows the method
     try:
+        if encoders:
+            model(images)
         with FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, 3, *size, device=device))
+            model(images)
     finally:
         model.train(was_training)
+        for encoder in encoders:
+            del encoder.encode
     return int(counter.get_total_flops())
 
 
