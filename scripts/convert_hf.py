@@ -4,8 +4,8 @@
 
 SRC is a ``save_pretrained`` folder (``config.json`` + ``model.safetensors``) or a weights file;
 NAME is a conversion spec, ``conf/convert/hf/NAME.yaml`` (``--list`` prints them): SegFormer,
-UperNet, Mask2Former, MaskFormer, DPT and BEiT. Class names come from ``--data``, else from the
-folder's ``config.json`` ``id2label``, else from the spec.
+UperNet, Mask2Former, MaskFormer, DPT, BEiT and Depth Anything. Class names come from ``--data``,
+else from the folder's ``config.json`` ``id2label``, else from the spec.
 """
 
 from __future__ import annotations

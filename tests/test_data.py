@@ -181,7 +181,7 @@ def test_device_augment_moves_masks_with_images() -> None:
     images[:, :, :, :4] = 255.0
     masks = torch.zeros(2, 16, 16, dtype=torch.long)
     masks[:, :, :4] = 3
-    out_images, out_masks = aug(images, masks)
+    out_images, out_masks, _ = aug(images, masks)
     assert out_masks.shape == masks.shape and out_masks.dtype == torch.long
     # the labelled stripe moved exactly where the bright stripe moved
     bright = out_images[:, 0] > 127

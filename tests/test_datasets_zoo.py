@@ -27,7 +27,16 @@ from segkit.data.download import Resource
 DATA_DIR = Path(CONFIG_DIR) / "data"
 # tested elsewhere; the open-vocabulary benchmarks (16-bit labels, voc20 composed from voc) in
 # tests/test_openvocab_data.py
-NOT_ZOO = {"shapes", "mix", "custom", "ade20k_full", "pascal_context_459", "voc20"}
+NOT_ZOO = {
+    "shapes",
+    "shapes_depth",
+    "kitti_eigen",
+    "mix",
+    "custom",
+    "ade20k_full",
+    "pascal_context_459",
+    "voc20",
+}
 H, W = 32, 48  # tiny image size (synapse: square slices)
 TEST_RESIZE = [96, 64]  # evaluation resize used here: 32x48 images become 64x96
 

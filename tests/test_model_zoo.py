@@ -33,13 +33,20 @@ def _build(compose_cfg, name: str, *overrides: str) -> torch.nn.Module:
 
 
 def _check(model: torch.nn.Module, size: tuple[int, int]) -> None:
+    """Losses finite, every trainable parameter reached, eval outputs at the input size: class
+    scores for a segmentation head, one channel of positive depth for a depth head."""
     h, w = size
     images = torch.randint(0, 256, (2, 3, h, w)).float()
-    target = torch.randint(0, NUM_CLASSES, (2, h, w))
-    target[:, : h // 8] = 255  # some ignored pixels
+    batch = {}
+    if "seg" in model.heads:
+        batch["mask"] = torch.randint(0, NUM_CLASSES, (2, h, w))
+        batch["mask"][:, : h // 8] = 255  # some ignored pixels
+    if "depth" in model.heads:
+        batch["depth"] = torch.rand(2, h, w) * 9 + 0.5
+        batch["depth"][:, : h // 8] = 0  # some invalid pixels
     model.train()
     outputs = model(images)
-    losses = model.loss(outputs, {"mask": target})
+    losses = model.loss(outputs, batch)
     assert losses and all(torch.isfinite(v) for v in losses.values()), losses
     if any(p.requires_grad for p in model.parameters()):  # training-free models have none
         sum(losses.values()).backward()
@@ -47,9 +54,13 @@ def _check(model: torch.nn.Module, size: tuple[int, int]) -> None:
     assert not unused, f"parameters without gradient (DDP would fail): {unused[:10]}"
     model.eval()
     with torch.no_grad():
-        scores = model.inference(images[:1])["seg"]
-    assert scores.shape == (1, NUM_CLASSES, h, w)
-    assert torch.isfinite(scores).all()
+        out = model.inference(images[:1])
+    if "seg" in model.heads:
+        assert out["seg"].shape == (1, NUM_CLASSES, h, w)
+        assert torch.isfinite(out["seg"]).all()
+    if "depth" in model.heads:
+        assert out["depth"].shape == (1, 1, h, w)
+        assert torch.isfinite(out["depth"]).all() and (out["depth"] >= 0).all()
 
 
 @pytest.mark.parametrize("name", MODELS)

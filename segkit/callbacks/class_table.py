@@ -1,4 +1,5 @@
-"""Prints the per-class metric table and the summary after each evaluation."""
+"""Prints the per-class metric table and the summary after each evaluation (and the depth
+metrics of models with a depth head)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,24 @@ from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 
-__all__ = ["ClassTable", "format_table"]
+__all__ = ["ClassTable", "format_depth_table", "format_table"]
+
+DEPTH_COLUMNS = ("d1", "d2", "d3", "AbsRel", "SqRel", "RMSE", "RMSE_log", "log10", "SILog")
+
+
+def format_depth_table(results: Mapping[str, Tensor], title: str = "") -> Table:
+    """One row of depth metrics (d1-d3 in %, errors in metres or as ratios, as MMSegmentation)."""
+    table = Table(title=title)
+    present = [c for c in DEPTH_COLUMNS if c in results]
+    for c in present:
+        table.add_column(c, justify="right")
+    table.add_row(
+        *(
+            f"{100 * float(results[c]):.2f}" if c.startswith("d") else f"{float(results[c]):.4f}"
+            for c in present
+        )
+    )
+    return table
 
 
 def format_table(
@@ -48,9 +66,13 @@ class ClassTable(L.Callback):
         if trainer.sanity_checking or stage not in getattr(pl_module, "results", {}):
             return
         title = f"{stage} metrics at step {trainer.global_step}"
-        self.console.print(
-            format_table(pl_module.results[stage], pl_module.model.class_names, title)
-        )
+        results = pl_module.results[stage]
+        if "IoU" in results:
+            self.console.print(format_table(results, pl_module.model.class_names, title))
+        if "AbsRel" in results:
+            self.console.print(
+                format_depth_table(results, f"{stage} depth at step {trainer.global_step}")
+            )
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._print(trainer, pl_module, "val")

@@ -230,7 +230,8 @@ def convert_checkpoint(
     src = Path(src)
     state = convert_state_dict(read_state_dict(src), spec)
     cfg = model_config(spec, data, overrides)
-    labels = None if data else _source_labels(src)
+    has_classes = (cfg.get("heads") or {}).get("seg") is not None  # not for depth-only models
+    labels = None if data or not has_classes else _source_labels(src)
     if labels is not None:
         names, palette = labels
         if cfg.get("class_names") is None or len(names) == len(cfg["class_names"]):

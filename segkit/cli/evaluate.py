@@ -46,7 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         log.info(
             "open vocabulary: %d classes from data=%s", len(model.class_names), cfg.data.get("name")
         )
-    if datamodule.num_classes != model.heads["seg"].num_classes:
+    if "seg" in model.heads and datamodule.num_classes != model.heads["seg"].num_classes:
         raise ValueError(
             f"the data has {datamodule.num_classes} classes, the model predicts "
             f"{model.heads['seg'].num_classes}"
@@ -56,6 +56,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         optimizer=None,  # type: ignore[arg-type]
         lr=0.0,
         unseen_classes=cfg.get("unseen_classes"),
+        depth_metrics=cfg.get("depth_metrics") or saved.get("task", {}).get("depth_metrics"),
     )
     trainer: L.Trainer = instantiate(
         cfg.trainer,
@@ -72,7 +73,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     results = task.results["test" if stage == "test" else "val"]
     summary = {k: float(v) for k, v in results.items() if v.ndim == 0}
     if trainer.is_global_zero:
-        names = model.class_names or [str(i) for i in range(len(results["IoU"]))]
+        names = model.class_names or [str(i) for i in range(len(results.get("IoU", [])))]
         per_class = {
             k: dict(zip(names, (None if math.isnan(x) else x for x in v.tolist())))
             for k, v in results.items()

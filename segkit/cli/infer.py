@@ -15,7 +15,7 @@ from segkit.api import from_clip, load
 from segkit.cli._hydra import CONFIG_DIR
 from segkit.data.io import read_image
 from segkit.models import Segmentor
-from segkit.viz import overlay, palette_for
+from segkit.viz import colorize_depth, overlay, palette_for
 
 log = logging.getLogger("segkit.infer")
 
@@ -60,7 +60,8 @@ def _model(cfg: DictConfig, classes: list[str] | None) -> Segmentor:
 
 
 def infer(cfg: DictConfig) -> list[Path]:
-    """Predict every image under ``cfg.input``; returns the label-map paths written."""
+    """Predict every image under ``cfg.input``; returns the paths of the label maps and depth
+    PNGs written."""
     classes = read_class_names(
         OmegaConf.to_container(cfg.classes)
         if OmegaConf.is_list(cfg.get("classes"))
@@ -83,18 +84,25 @@ def infer(cfg: DictConfig) -> list[Path]:
         raise FileNotFoundError(f"no images with extensions {list(cfg.extensions)} under {source}")
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
-    num_classes = model.heads["seg"].num_classes
-    palette = palette_for(num_classes, model.palette)
-    flat_palette = palette.astype(np.uint8).ravel().tolist()
+    has_seg = "seg" in model.heads
+    num_classes = model.heads["seg"].num_classes if has_seg else 0
+    palette = palette_for(num_classes, model.palette) if has_seg else None
+    flat_palette = palette.astype(np.uint8).ravel().tolist() if has_seg else []
     written = []
     for path in images:
         image = read_image(path)
-        labels = model.predict(image)[0]["seg"].cpu().numpy()
-        unmatched = labels < 0  # open vocabulary with a threshold: no class matched
-        labels = np.where(unmatched, 255 if num_classes <= 255 else 65535, labels)
+        prediction = model.predict(image)[0]
         rel = path.relative_to(source) if source.is_dir() else Path(path.name)
         target = (out_dir / rel).with_suffix(".png")
         target.parent.mkdir(parents=True, exist_ok=True)
+        if "depth" in prediction:
+            written.append(_write_depth(prediction["depth"].cpu().numpy(), target, has_seg))
+            log.info("%s -> %s", path, written[-1])
+        if not has_seg:
+            continue
+        labels = prediction["seg"].cpu().numpy()
+        unmatched = labels < 0  # open vocabulary with a threshold: no class matched
+        labels = np.where(unmatched, 255 if num_classes <= 255 else 65535, labels)
         if num_classes <= 255:  # palette PNG: class ids as pixel values, colours for viewers
             png = Image.fromarray(labels.astype(np.uint8), mode="P")
             png.putpalette(flat_palette + [0] * (768 - len(flat_palette)))
@@ -110,6 +118,18 @@ def infer(cfg: DictConfig) -> list[Path]:
         written.append(target)
         log.info("%s -> %s", path, target)
     return written
+
+
+def _write_depth(depth: np.ndarray, target: Path, beside_labels: bool) -> Path:
+    """A 16-bit PNG of millimetres (0 = invalid, 65.535 m at most: NYU/KITTI's convention) and
+    a colour-mapped preview. Returns the PNG's path."""
+    path = target.with_name(target.stem + "_depth.png") if beside_labels else target
+    millimetres = np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)
+    Image.fromarray(millimetres).save(path)
+    Image.fromarray(colorize_depth(depth)).save(
+        path.with_name(path.stem + "_preview.jpg"), quality=92
+    )
+    return path
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="infer")

@@ -80,7 +80,8 @@ class Segmentor(nn.Module):
         encoder: a :class:`~segkit.models.encoders.TimmEncoder` (anything with ``channels``,
             ``strides`` and ``forward(x) -> list[Tensor]``).
         decoder: a decoder or a factory ``decoder(in_channels=, in_strides=)``.
-        heads: ``{name: head or factory head(in_channels=)}``; ``"seg"`` is the segmentation head.
+        heads: ``{name: head or factory head(in_channels=)}``; ``"seg"`` is the segmentation head,
+            ``"depth"`` a depth head (metres); ``None`` entries are left out.
         auxiliary: ``{name: factory AuxiliaryHead(in_channels=, in_strides=)}``, training only.
         neck: optional factory ``neck(in_channels=, in_strides=)`` with ``channels``/``strides``.
         mean, std: per-channel normalisation of 0-255 RGB input.
@@ -88,6 +89,9 @@ class Segmentor(nn.Module):
         class_names, palette, ignore_index: the label space, carried into checkpoints.
         channels_last: keep weights and activations in NHWC memory order (faster convolutions
             on CPUs and on GPUs with tensor cores; results are the same).
+        loss_weighting: optional module re-weighting the heads' losses against each other
+            (:class:`~segkit.models.task_weighting.UncertaintyWeighting`); by default each loss
+            keeps its own ``loss_weight``.
         checkpoint: a segkit checkpoint or a weights file (``.pth``/``.safetensors``, e.g. from
             ``scripts/convert_mmseg.py``) whose weights are loaded into the built model
             (``weights_only=True``); missing or unexpected keys raise an error naming them.
@@ -110,6 +114,7 @@ class Segmentor(nn.Module):
         ignore_index: int = 255,
         channels_last: bool = False,
         checkpoint: str | Path | None = None,
+        loss_weighting: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -119,8 +124,12 @@ class Segmentor(nn.Module):
             self.neck = _build(neck, in_channels=channels, in_strides=strides)
             channels, strides = list(self.neck.channels), list(self.neck.strides)
         self.decoder = _build(decoder, in_channels=channels, in_strides=strides)
-        self.heads = nn.ModuleDict(
-            {name: _build(h, in_channels=self.decoder.channels) for name, h in heads.items()}
+        self.heads = nn.ModuleDict(  # a head set to None in a config is left out
+            {
+                name: _build(h, in_channels=self.decoder.channels)
+                for name, h in heads.items()
+                if h is not None
+            }
         )
         self.auxiliary = nn.ModuleDict(
             {
@@ -138,6 +147,7 @@ class Segmentor(nn.Module):
         self.palette = [list(c) for c in palette] if palette is not None else None
         self.ignore_index = ignore_index
         self.channels_last = channels_last
+        self.loss_weighting = loss_weighting
         if checkpoint is not None:
             from segkit.checkpoints.io import load_weights_into
 
@@ -181,6 +191,8 @@ class Segmentor(nn.Module):
         for name, aux in self.auxiliary.items():
             if f"aux.{name}" in outputs:
                 losses.update(aux.loss(outputs[f"aux.{name}"], batch, prefix=f"aux.{name}/"))
+        if self.loss_weighting is not None:
+            losses = self.loss_weighting(losses)
         return losses
 
     # ------------------------------------------------------------------ open vocabulary
@@ -307,7 +319,8 @@ def _as_image_list(images: ImageLike | Sequence[ImageLike]) -> list[Tensor]:
         if isinstance(image, np.ndarray):
             if image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
-            out.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float())
+            array = np.require(image, requirements=["C", "W"])  # a copy only when read-only
+            out.append(torch.from_numpy(array).permute(2, 0, 1).float())
         else:
             out.extend(_as_image_list(image))
     return out

@@ -1,4 +1,8 @@
-"""SegmentationTask: the Lightning training / evaluation logic around a :class:`Segmentor`."""
+"""SegmentationTask: the Lightning training / evaluation logic around a :class:`Segmentor`.
+
+The model's heads decide what is evaluated: a ``seg`` head gets :class:`SegMetrics` (mIoU, ...),
+a ``depth`` head :class:`DepthMetrics` (AbsRel, d1, ...); a joint model gets both.
+"""
 
 from __future__ import annotations
 
@@ -30,12 +34,15 @@ class SegmentationTask(L.LightningModule):
         param_groups: keyword arguments of :func:`segkit.optim.param_groups` besides ``lr`` and
             ``weight_decay`` (``lr_mult``, ``decay_mult``, ``norm_decay_mult``, ...).
         scheduler: a factory ``scheduler(optimizer, total_steps=)`` stepped every iteration.
-        augment: optional on-device batch augmentation ``(images, masks) -> (images, masks)``
-            (e.g. :class:`segkit.data.device_augment.DeviceAugment` with kornia transforms).
+        augment: optional on-device batch augmentation ``(images, masks, depth) -> (images,
+            masks, depth)``, masks or depth None when the batch has none (e.g.
+            :class:`segkit.data.device_augment.DeviceAugment` with kornia transforms).
         run_config: the resolved run configuration as plain data, saved in every checkpoint so that
             ``segkit.load`` and ``segkit-eval`` rebuild everything from the file alone.
         unseen_classes: names or ids of the classes held out of training (a zero-shot split):
             the metrics add ``mIoU_seen``, ``mIoU_unseen`` and their harmonic mean ``hIoU``.
+        depth_metrics: keyword arguments of :class:`~segkit.metrics.DepthMetrics` for a model
+            with a ``depth`` head (``min_depth``, ``max_depth``, ``crop``).
     """
 
     def __init__(
@@ -49,6 +56,7 @@ class SegmentationTask(L.LightningModule):
         augment: nn.Module | None = None,
         run_config: Mapping[str, Any] | None = None,
         unseen_classes: Sequence[int | str] | None = None,
+        depth_metrics: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -60,7 +68,14 @@ class SegmentationTask(L.LightningModule):
         self.augment = augment
         self.run_config = run_config
         self.unseen_classes = list(unseen_classes) if unseen_classes else None
-        self.metrics = nn.ModuleDict({stage: self._new_metric() for stage in ("val", "test")})
+        self.depth_metric_options = dict(depth_metrics or {})
+        self.has_seg = "seg" in model.heads
+        self.has_depth = "depth" in model.heads
+        stages = ("val", "test")
+        self.metrics = nn.ModuleDict({s: self._new_metric() for s in stages if self.has_seg})
+        self.depth_metrics = nn.ModuleDict(
+            {s: self._new_depth_metric() for s in stages if self.has_depth}
+        )
         self.results: dict[str, dict[str, Tensor]] = {}
         self.eval_names: list[str] = []
 
@@ -73,8 +88,10 @@ class SegmentationTask(L.LightningModule):
         for stage_name in ("val", "test"):
             for name in self.eval_names:
                 key = f"{stage_name}_{name}"
-                if key not in self.metrics:
+                if self.has_seg and key not in self.metrics:
                     self.metrics[key] = self._new_metric().to(self.device)
+                if self.has_depth and key not in self.depth_metrics:
+                    self.depth_metrics[key] = self._new_depth_metric().to(self.device)
 
     def _new_metric(self) -> SegMetrics:
         return SegMetrics(
@@ -84,11 +101,19 @@ class SegmentationTask(L.LightningModule):
             unseen_classes=self.unseen_classes,
         )
 
+    def _new_depth_metric(self) -> nn.Module:
+        from segkit.metrics import DepthMetrics
+
+        return DepthMetrics(**self.depth_metric_options)
+
     # ------------------------------------------------------------------ steps
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         batch["image"] = batch["image"].float()
         if self.training and self.augment is not None and self.trainer.training:
-            batch["image"], batch["mask"] = self.augment(batch["image"], batch["mask"])
+            out = self.augment(batch["image"], batch.get("mask"), batch.get("depth"))
+            for key, value in zip(("image", "mask", "depth"), out):
+                if value is not None:
+                    batch[key] = value
         return batch
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -100,13 +125,15 @@ class SegmentationTask(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
 
-    def _predictions(self, batch: dict) -> list[tuple[Tensor, Tensor]]:
-        """``(predicted ids, target)`` pairs at the label size, un-padded."""
-        scores = self.model.inference(batch["image"])["seg"]
-        target = batch["mask"]
+    def _predictions(
+        self, scores: Tensor, target: Tensor, batch: dict, reduce: bool = True
+    ) -> list[tuple[Tensor, Tensor]]:
+        """``(prediction, target)`` pairs at the label size, un-padded: class ids from scores
+        ``(N, C, H, W)`` (``reduce``), or the ``(N, H, W)`` map of a one-channel output (depth)."""
+        finish = (lambda s: s.argmax(1)) if reduce else (lambda s: s[:, 0])
         shapes = {(tuple(m["img_shape"]), tuple(m["ori_shape"])) for m in batch["meta"]}
         if len(shapes) == 1 and (img := next(iter(shapes)))[0] == img[1] == tuple(target.shape[1:]):
-            return [(scores.argmax(1), target)]  # one size, nothing to un-pad
+            return [(finish(scores), target)]  # one size, nothing to un-pad
         pairs = []
         for i, meta in enumerate(batch["meta"]):
             h, w = meta["img_shape"]
@@ -114,16 +141,21 @@ class SegmentationTask(L.LightningModule):
             s = scores[i : i + 1, :, :h, :w]
             if (h, w) != (oh, ow):
                 s = F.interpolate(s, size=(oh, ow), mode="bilinear", align_corners=False)
-            pairs.append((s.argmax(1), target[i : i + 1, :oh, :ow]))
+            pairs.append((finish(s), target[i : i + 1, :oh, :ow]))
         return pairs
 
     def _eval_step(self, batch: dict, stage: str, dataloader_idx: int = 0) -> None:
-        metrics = [self.metrics[stage]]
-        if self.eval_names:
-            metrics.append(self.metrics[f"{stage}_{self.eval_names[dataloader_idx]}"])
-        for prediction, target in self._predictions(batch):
-            for metric in metrics:
-                metric.update(prediction, target)
+        keys = [stage] + ([f"{stage}_{self.eval_names[dataloader_idx]}"] if self.eval_names else [])
+        outputs = self.model.inference(batch["image"])
+        if self.has_seg and "mask" in batch:
+            for prediction, target in self._predictions(outputs["seg"], batch["mask"], batch):
+                for key in keys:
+                    self.metrics[key].update(prediction, target)
+        if self.has_depth and "depth" in batch:
+            pairs = self._predictions(outputs["depth"], batch["depth"], batch, reduce=False)
+            for prediction, target in pairs:
+                for key in keys:
+                    self.depth_metrics[key].update(prediction, target)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._eval_step(batch, "val", dataloader_idx)
@@ -137,10 +169,30 @@ class SegmentationTask(L.LightningModule):
             self._log_metric(f"{stage}_{name}", f"{stage}/{name}", prog_bar=False)
 
     def _log_metric(self, key: str, prefix: str, prog_bar: bool) -> None:
+        if self.has_depth:
+            self._log_depth_metric(key, prefix, prog_bar)
+        if self.has_seg:
+            self._log_seg_metric(key, prefix, prog_bar and not self.has_depth)
+
+    def _log_depth_metric(self, key: str, prefix: str, prog_bar: bool) -> None:
+        metric = self.depth_metrics[key]
+        values = metric.compute()
+        metric.reset()
+        self.results.setdefault(prefix, {}).update({k: v.detach().cpu() for k, v in values.items()})
+        for name, value in values.items():
+            self.log(
+                f"{prefix}/{name}",
+                value,
+                prog_bar=prog_bar and name in ("AbsRel", "d1"),
+                sync_dist=False,  # synced by the metric
+                add_dataloader_idx=False,
+            )
+
+    def _log_seg_metric(self, key: str, prefix: str, prog_bar: bool) -> None:
         metric = self.metrics[key]
         values = metric.compute()
         metric.reset()
-        self.results[prefix] = {k: v.detach().cpu() for k, v in values.items()}
+        self.results.setdefault(prefix, {}).update({k: v.detach().cpu() for k, v in values.items()})
         scalars = {f"{prefix}/{k}": v for k, v in values.items() if v.ndim == 0 and k != "mIoU"}
         names = self.model.class_names or [str(i) for i in range(len(values["IoU"]))]
         per_class = {

@@ -9,8 +9,9 @@ same features at any input size:
   grid with ``pos_embed_interp`` (``"bilinear"`` for SETR, ``"bicubic"`` otherwise) and no
   anti-aliasing (timm resamples bicubic with anti-aliasing);
 - ``patch_bias=False``: MMSegmentation's patch embedding convolution has no bias;
-- ``final_norm`` normalises the last block's output only, and ``output_cls_token`` returns
-  ``(feature_map, cls_token)`` pairs (DPT's readout).
+- ``final_norm`` normalises the last block's output only, ``feature_norm`` every returned one
+  (DINOv2 for Depth Anything, ``segkit/models/encoders/dinov2.py``), and ``output_cls_token``
+  returns ``(feature_map, cls_token)`` pairs (DPT's readout).
 
 Names: ``vit_{tiny,small,base,large}_patch16_seg`` (widths of DeiT-Ti/S, ViT-B, ViT-L).
 """
@@ -43,6 +44,9 @@ class SegVisionTransformer(VisionTransformer):
             Segmenter configs, like timm: 1e-6).
         output_cls_token: features are ``(map, cls)`` pairs, ``cls`` of shape ``(N, C)``.
         final_norm: apply the final LayerNorm to the last block's output.
+        feature_norm: apply the final LayerNorm to every returned block output instead (DINOv2's
+            ``get_intermediate_layers(norm=True)``, read by Depth Anything); the last block's
+            output is then normalised only when returned.
         **kwargs: :class:`VisionTransformer` arguments (``dynamic_img_size`` and
             ``dynamic_img_pad`` are forced on).
     """
@@ -53,6 +57,7 @@ class SegVisionTransformer(VisionTransformer):
         patch_bias: bool = True,
         output_cls_token: bool = False,
         norm_eps: float = 1e-6,
+        feature_norm: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.update(dynamic_img_size=True, dynamic_img_pad=True)
@@ -60,6 +65,7 @@ class SegVisionTransformer(VisionTransformer):
         super().__init__(**kwargs)
         self.pos_embed_interp = pos_embed_interp
         self.output_cls_token = output_cls_token
+        self.feature_norm = feature_norm
         if output_cls_token and self.cls_token is None:
             raise ValueError("output_cls_token needs class_token=True")
         if not patch_bias:
@@ -96,12 +102,13 @@ class SegVisionTransformer(VisionTransformer):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-            if i == last:
+            if i == last and not self.feature_norm:
                 x = self.norm(x)
             if i in indices:
-                tokens = x[:, self.num_prefix_tokens :]
+                y = self.norm(x) if self.feature_norm else x
+                tokens = y[:, self.num_prefix_tokens :]
                 fmap = tokens.reshape(b, h, w, -1).permute(0, 3, 1, 2).contiguous()
-                outs.append((fmap, x[:, 0]) if self.output_cls_token else fmap)
+                outs.append((fmap, y[:, 0]) if self.output_cls_token else fmap)
         return outs
 
 
