@@ -16,7 +16,7 @@ from segkit.models.openvocab.catseg import (
     GuidedSwinBlock,
     linear_attention,
 )
-from segkit.optim.cosine import CosineWarmup
+from segkit.optim import CosineWarmup
 
 # A tiny CAT-Seg on the tiny CLIP (2 vision blocks: one intermediate guidance map, block 0).
 TINY_CATSEG = [
@@ -135,7 +135,7 @@ def test_class_aggregation_pads_to_a_fixed_length() -> None:
 
 
 def test_catseg_dense_mode_is_the_last_block_without_token_mixing() -> None:
-    """``dense='catseg'``: the last block's attention is each token's own value, so a patch's
+    """CAT-Seg's dense block (``dense='maskclip'``): the last block's attention is each token's own value, so a patch's
     embedding does not change when another patch does; ``none`` mixes them."""
     kwargs = {
         "embed_dim": 32,
@@ -155,7 +155,7 @@ def test_catseg_dense_mode_is_the_last_block_without_token_mixing() -> None:
         },
     }
     torch.manual_seed(0)
-    enc = CATSegImageEncoder("ViT-B-16", None, dense="catseg", model_kwargs=kwargs).eval()
+    enc = CATSegImageEncoder("ViT-B-16", None, dense="maskclip", model_kwargs=kwargs).eval()
     with torch.no_grad():
         x = torch.randn(1, 3, 32, 32)
         a = enc(x)[-1]

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from segkit.models.losses.binary_cross_entropy import BinaryCrossEntropyLoss
 from segkit.models.openvocab.head import NO_CLASS, OpenVocabHead
-from segkit.models.openvocab.image import DENSE_MODES, CLIPImageEncoder
+from segkit.models.openvocab.image import CLIPImageEncoder
 from segkit.models.openvocab.text import CLIPTextEncoder
 
 __all__ = [
@@ -51,17 +51,17 @@ FILTERED_LOGIT = -100.0  # logit of classes left out by the top-``pad_len`` filt
 
 # --------------------------------------------------------------------------- image encoder
 class CATSegImageEncoder(CLIPImageEncoder):
-    """:class:`CLIPImageEncoder` with CAT-Seg's dense last block and input resolution.
+    """:class:`CLIPImageEncoder` at CAT-Seg's input resolution.
+
+    CAT-Seg's dense last block (``forward_dense``: every token attends only to itself, i.e. its
+    own value through the output projection, kept with the residual and the MLP) is the
+    ``maskclip`` mode of :class:`CLIPImageEncoder`, the default here.
 
     Args:
-        dense: ``"catseg"`` (CAT-Seg's dense mode, the default): in the last block every token
-            attends only to itself, i.e. the attention output is the token's own value through
-            the output projection, kept with the residual and the MLP (CAT-Seg's
-            ``forward_dense``); or any :class:`CLIPImageEncoder` mode.
         input_size: ``(h, w)`` the images are resized to (bilinear) before the tower, CAT-Seg's
             ``clip_resolution`` (384x384 for ViT-B/16, 336x336 for ViT-L/14: a 24x24 grid);
             ``None`` takes any size divisible by the patch size.
-        name, pretrained, out_indices, cache_dir, model_kwargs, quick_gelu, finetune: as
+        name, pretrained, dense, out_indices, cache_dir, model_kwargs, quick_gelu, finetune: as
             :class:`CLIPImageEncoder`.
 
     ``forward(images (N, 3, H, W), normalised)`` -> ``[block maps (N, width, h, w) ...,
@@ -72,7 +72,7 @@ class CATSegImageEncoder(CLIPImageEncoder):
         self,
         name: str,
         pretrained: str | None = None,
-        dense: str = "catseg",
+        dense: str = "maskclip",
         out_indices: Sequence[int] = (),
         input_size: Sequence[int] | None = None,
         cache_dir: str | None = None,
@@ -80,25 +80,9 @@ class CATSegImageEncoder(CLIPImageEncoder):
         quick_gelu: bool | None = None,
         finetune: str = "none",
     ) -> None:
-        if dense not in ("catseg", *DENSE_MODES):
-            raise ValueError(f"dense must be 'catseg' or one of {DENSE_MODES}, got {dense!r}")
         super().__init__(
-            name,
-            pretrained,
-            "none" if dense == "catseg" else dense,
-            out_indices,
-            cache_dir,
-            model_kwargs,
-            quick_gelu,
-            finetune,
+            name, pretrained, dense, out_indices, cache_dir, model_kwargs, quick_gelu, finetune
         )
-        from open_clip.transformer import ResidualAttentionBlock
-
-        if dense == "catseg" and not isinstance(
-            self.visual.transformer.resblocks[-1], ResidualAttentionBlock
-        ):
-            raise ValueError(f"{name}: dense='catseg' needs standard attention blocks")
-        self.dense = dense
         self.input_size = tuple(int(s) for s in input_size) if input_size else None
         if self.input_size and any(s % self.patch_size for s in self.input_size):
             raise ValueError(f"input_size {self.input_size} not divisible by {self.patch_size}")
@@ -106,37 +90,7 @@ class CATSegImageEncoder(CLIPImageEncoder):
     def forward(self, x: Tensor) -> list[Tensor]:
         if self.input_size is not None and tuple(x.shape[2:]) != self.input_size:
             x = F.interpolate(x, size=self.input_size, mode="bilinear", align_corners=False)
-        if self.dense != "catseg":
-            return super().forward(x)
-        v = self.visual
-        if not v.transformer.batch_first:
-            raise ValueError("open_clip transformers with batch_first=False are not supported")
-        x = v.conv1(x)
-        grid = (x.shape[2], x.shape[3])
-        x = x.flatten(2).transpose(1, 2)
-        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self._position_embedding(grid).to(x.dtype)
-        x = v.ln_pre(x)
-        maps = []
-        blocks = v.transformer.resblocks
-        for i, block in enumerate(blocks[:-1]):
-            x = block(x)
-            if i in self.out_indices:
-                maps.append(self._to_map(x[:, 1:], grid))
-        last = blocks[-1]
-        attn = last.attn
-        value = F.linear(last.ln_1(x), *_value_projection(attn))
-        x = x + last.ls_1(attn.out_proj(value))
-        x = x + last.ls_2(last.mlp(last.ln_2(x)))
-        maps.append(self._to_map(v.ln_post(x[:, 1:]) @ v.proj, grid))
-        return maps
-
-
-def _value_projection(attn: nn.MultiheadAttention) -> tuple[Tensor, Tensor | None]:
-    """The value rows of a packed ``in_proj`` (weight ``(D, D)``, bias ``(D,)``)."""
-    dim = attn.embed_dim
-    bias = attn.in_proj_bias[2 * dim :] if attn.in_proj_bias is not None else None
-    return attn.in_proj_weight[2 * dim :], bias
+        return super().forward(x)
 
 
 class FeatureList(nn.Module):

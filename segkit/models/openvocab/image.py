@@ -29,11 +29,30 @@ from torch import Tensor, nn
 from segkit.models.openvocab.clip import create_clip
 from segkit.models.openvocab.text import _set_trainable
 
-__all__ = ["CLIPImageEncoder", "dense_attention"]
+__all__ = ["CLIPImageEncoder", "clip_tokens", "dense_attention"]
 
 DENSE_MODES = ("none", "maskclip", "clearclip", "sclip")
 # (residual, ffn) of the last block in each training-free mode, as its paper defines it.
 _LAST_BLOCK = {"maskclip": (True, True), "sclip": (True, False), "clearclip": (False, False)}
+
+
+def clip_tokens(visual: nn.Module, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """An open_clip ViT's input tokens: patch embedding, class token, position embedding resized
+    (bicubic) to the image's grid, ``ln_pre``. ``x (N, 3, H, W)`` normalised -> tokens
+    ``(N, 1 + h * w, width)`` and the grid ``(h, w)``."""
+    if not visual.transformer.batch_first:
+        raise ValueError("open_clip transformers with batch_first=False are not supported")
+    x = visual.conv1(x)
+    grid = (x.shape[2], x.shape[3])
+    x = x.flatten(2).transpose(1, 2)
+    pos = visual.positional_embedding
+    if tuple(visual.grid_size) != grid:
+        gh, gw = visual.grid_size
+        patch = pos[1:].reshape(1, gh, gw, -1).permute(0, 3, 1, 2)
+        patch = F.interpolate(patch, size=grid, mode="bicubic", align_corners=False)
+        pos = torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
+    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+    return visual.ln_pre(torch.cat([cls, x], dim=1) + pos.to(x.dtype)), grid
 
 
 def dense_attention(attn: nn.MultiheadAttention, x: Tensor, mode: str) -> Tensor:
@@ -124,27 +143,9 @@ class CLIPImageEncoder(nn.Module):
         self.embed_dim = visual.output_dim
         _set_trainable(self.visual, finetune)
 
-    def _position_embedding(self, grid: tuple[int, int]) -> Tensor:
-        pos = self.visual.positional_embedding
-        if tuple(self.visual.grid_size) == grid:
-            return pos
-        gh, gw = self.visual.grid_size
-        cls_pos, patch_pos = pos[:1], pos[1:]
-        patch_pos = patch_pos.reshape(1, gh, gw, -1).permute(0, 3, 1, 2)
-        patch_pos = F.interpolate(patch_pos, size=grid, mode="bicubic", align_corners=False)
-        return torch.cat([cls_pos, patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
-
     def forward(self, x: Tensor) -> list[Tensor]:
         v = self.visual
-        n = x.shape[0]
-        x = v.conv1(x)
-        grid = (x.shape[2], x.shape[3])
-        x = x.flatten(2).transpose(1, 2)
-        cls = v.class_embedding.to(x.dtype).expand(n, 1, -1)
-        x = torch.cat([cls, x], dim=1) + self._position_embedding(grid).to(x.dtype)
-        x = v.ln_pre(x)
-        if not v.transformer.batch_first:
-            raise ValueError("open_clip transformers with batch_first=False are not supported")
+        x, grid = clip_tokens(v, x)
         maps = []
         blocks = v.transformer.resblocks
         for i, block in enumerate(blocks[:-1]):

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from segkit.models.heads.mask_matching import MaskClassificationLoss
 from segkit.models.openvocab.clip import create_clip
 from segkit.models.openvocab.head import OpenVocabHead
+from segkit.models.openvocab.image import clip_tokens
 from segkit.models.openvocab.text import CLIPTextEncoder
 
 __all__ = [
@@ -415,25 +416,11 @@ class SANEncoder(nn.Module):
         for pname, param in self.visual.named_parameters():
             param.requires_grad_(any(t in pname for t in trainable))
 
-    def _position_embedding(self, grid: tuple[int, int]) -> Tensor:
-        pos = self.visual.positional_embedding
-        if tuple(self.visual.grid_size) == grid:
-            return pos
-        gh, gw = self.visual.grid_size
-        patch = pos[1:].reshape(1, gh, gw, -1).permute(0, 3, 1, 2)
-        patch = F.interpolate(patch, size=grid, mode="bicubic", align_corners=False)
-        return torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], -1)])
-
     def _clip_features(self, x: Tensor) -> tuple[list[Tensor], Tensor, tuple[int, int]]:
         """CLIP's first blocks -> (maps fed to the adapter, tokens ``(N, 1 + L, width)`` after
         the last of them, grid)."""
         v = self.visual
-        x = v.conv1(x)
-        grid = (x.shape[2], x.shape[3])
-        x = x.flatten(2).transpose(1, 2)
-        cls = v.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self._position_embedding(grid).to(x.dtype)
-        x = v.ln_pre(x)
+        x, grid = clip_tokens(v, x)
         maps = [self._to_map(x, grid)] if self.clip_out_origin else []
         for i, block in enumerate(v.transformer.resblocks[: self.split]):
             x = block(x)
