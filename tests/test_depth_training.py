@@ -136,8 +136,11 @@ def test_uncertainty_weighting_learns_each_heads_weight(compose_cfg) -> None:
     from segkit.models.task_weighting import UncertaintyWeighting
 
     weighting = UncertaintyWeighting(["seg", "depth"])
-    losses = {"seg/loss_ce": torch.tensor(2.0), "aux.fcn/loss_ce": torch.tensor(1.0),
-              "depth/loss_silog": torch.tensor(0.5)}
+    losses = {
+        "seg/loss_ce": torch.tensor(2.0),
+        "aux.fcn/loss_ce": torch.tensor(1.0),
+        "depth/loss_silog": torch.tensor(0.5),
+    }
     with torch.no_grad():
         weighting.log_vars["seg"].fill_(float(np.log(3.0)))
     out = weighting(losses)
@@ -167,3 +170,64 @@ def test_uncertainty_weighting_learns_each_heads_weight(compose_cfg) -> None:
     assert {"seg/uncertainty", "depth/uncertainty"} <= set(total)
     sum(total.values()).backward()
     assert model.loss_weighting.log_vars["depth"].grad is not None
+
+
+def test_eval_cli_reports_depth_and_segmentation_of_a_joint_checkpoint(joint_run, tmp_path) -> None:
+    from omegaconf import open_dict
+
+    from segkit.cli.evaluate import evaluate
+
+    cfg, values = joint_run
+    ckpt = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    eval_cfg = _eval_config(cfg, ckpt)
+    with open_dict(eval_cfg):
+        eval_cfg.paths.output_dir = str(tmp_path / "eval")
+    results = evaluate(eval_cfg)
+    assert results["AbsRel"] == pytest.approx(values[-1]["AbsRel"], rel=1e-4)
+    assert results["mIoU"] == pytest.approx(values[-1]["mIoU"], rel=1e-4)
+    saved = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert {"d1", "RMSE", "SILog", "mIoU"} <= set(saved)
+
+
+def _eval_config(cfg, ckpt):  # the config segkit-eval composes
+    from hydra import compose, initialize_config_dir
+
+    from segkit.cli._hydra import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(
+            "eval",
+            overrides=[
+                f"ckpt_path={ckpt}",
+                f"paths.cache_dir={cfg.paths.cache_dir}",
+                "trainer.enable_progress_bar=false",
+            ],
+        )
+
+
+def test_joint_model_trains_on_nyu_with_both_labels(compose_cfg, tmp_path) -> None:
+    """NYU Depth v2's labelled frames carry 40-class labels and depth: one run reports both."""
+    from test_datasets_zoo import CASES, build_tree
+
+    root = tmp_path / "nyu"
+    build_tree(root, CASES["nyu"])
+    cfg = compose_cfg(
+        [
+            *TINY,
+            "model=segformer_depth",
+            "data=nyu",
+            f"data.root={root}",
+            "data.num_workers=0",
+            "data.crop_size=[32,32]",
+            "data.batch_size=2",
+            "data.val_batch_size=1",
+            "trainer.max_steps=2",
+            "trainer.val_check_interval=2",
+            "+callbacks.history._target_=helpers.MetricHistory",
+            f"+callbacks.history.path={tmp_path / 'h'}",
+        ]
+    )
+    train(cfg)
+    (values,) = _read(tmp_path / "h")
+    assert {"mIoU", "AbsRel", "d1", "RMSE"} <= set(values)
+    assert all(np.isfinite(values[k]) for k in ("AbsRel", "d1", "RMSE"))

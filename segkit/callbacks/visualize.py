@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
@@ -54,20 +55,32 @@ class SaveSamples(L.Callback):
             outputs = model.inference(batch["image"].float())
         rows = []
         for i, meta in enumerate(batch["meta"]):
+            # Everything at the label size (``ori_shape``): the image and the outputs are cut
+            # to the unpadded image and resized when the data resized the image only.
             h, w = meta["img_shape"]
-            image = batch["image"][i, :, :h, :w].permute(1, 2, 0).byte().cpu().numpy()
+            size = tuple(meta.get("ori_shape", (h, w)))
+            image_t = batch["image"][i : i + 1, :, :h, :w].float()
+            out = {k: v[i : i + 1, :, :h, :w].float() for k, v in outputs.items()}
+            if size != (h, w):
+                image_t = F.interpolate(image_t, size=size, mode="bilinear", align_corners=False)
+                out = {
+                    k: F.interpolate(v, size=size, mode="bilinear", align_corners=False)
+                    for k, v in out.items()
+                }
+            image = image_t[0].permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
+            oh, ow = size
             cells = [image]
-            if "seg" in outputs and "mask" in batch:
-                palette = palette_for(outputs["seg"].shape[1], model.palette)
-                pred = outputs["seg"][i, :, :h, :w].argmax(0).cpu().numpy()
-                truth = batch["mask"][i, :h, :w].cpu().numpy()
+            if "seg" in out and "mask" in batch:
+                palette = palette_for(out["seg"].shape[1], model.palette)
+                pred = out["seg"][0].argmax(0).cpu().numpy()
+                truth = batch["mask"][i, :oh, :ow].cpu().numpy()
                 ignored = truth == model.ignore_index
                 gt = overlay(image, np.where(ignored, 0, truth), palette, self.alpha)
                 gt[ignored] = image[ignored]
                 cells += [gt, overlay(image, pred, palette, self.alpha)]
-            if "depth" in outputs and "depth" in batch:
-                truth = batch["depth"][i, :h, :w].float().cpu().numpy()
-                pred = outputs["depth"][i, 0, :h, :w].float().cpu().numpy()
+            if "depth" in out and "depth" in batch:
+                truth = batch["depth"][i, :oh, :ow].float().cpu().numpy()
+                pred = out["depth"][0, 0].cpu().numpy()
                 valid = truth[truth > 0]
                 lo, hi = (valid.min(), valid.max()) if valid.size else (pred.min(), pred.max())
                 cells += [colorize_depth(truth, lo, hi), colorize_depth(pred, lo, hi)]
