@@ -96,8 +96,9 @@ class Handler(BaseHTTPRequestHandler):
         if st.cut and self.path not in st.cut_paths:
             st.cut_paths.add(self.path)
             style, n = st.cut
-            self.wfile.write(body[:n])
+            # counted before writing: the client may finish reading before this thread resumes
             record["sent"] += min(n, len(body))
+            self.wfile.write(body[:n])
             if style == "stall":  # hold the connection silent past the client's timeout
                 time.sleep(2.5)
             elif style == "reset":  # RST instead of FIN, once the client has read the bytes
@@ -108,8 +109,8 @@ class Handler(BaseHTTPRequestHandler):
                 self.connection.close()
             self.close_connection = True
             return
-        self.wfile.write(body)
         record["sent"] += len(body)
+        self.wfile.write(body)
 
     def do_GET(self) -> None:
         path, _, query = self.path.partition("?")
