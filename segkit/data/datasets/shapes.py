@@ -161,21 +161,43 @@ def ensure_shapes(
     """
     params = {"version": _VERSION, "train": num_train, "val": num_val, "size": size, "seed": seed}
     name = f"shapes-v{_VERSION}-{num_train}-{num_val}-{size}-{seed}"
-    target = Path(root).expanduser() / name
+
+    def write(tmp: Path, split: str, count: int, first_seed: int) -> None:
+        (tmp / "images" / split).mkdir(parents=True)
+        (tmp / "annotations" / split).mkdir(parents=True)
+        for i in range(count):
+            image, label = render_scene(first_seed + i, size)
+            cv2.imwrite(str(tmp / "images" / split / f"{i:05d}.png"), image[..., ::-1])
+            cv2.imwrite(str(tmp / "annotations" / split / f"{i:05d}.png"), label)
+
+    meta = {**params, "classes": SHAPES_CLASSES}
+    return generate_once(Path(root).expanduser() / name, meta, write, num_train, num_val, seed)
+
+
+def generate_once(
+    target: Path,
+    meta: dict[str, Any],
+    write_split: Callable[[Path, str, int, int], None],
+    num_train: int,
+    num_val: int,
+    seed: int,
+) -> Path:
+    """Write a generated dataset into ``target`` unless it is already there; returns ``target``.
+
+    ``write_split(folder, split, count, first_seed)`` writes one split's files under a temporary
+    folder; sample ``i`` uses the seed ``first_seed + i`` (train and val never share one). The
+    finished folder, with ``meta.json``, is moved into place in one rename, so concurrent
+    processes never see a half-written dataset.
+    """
     if (target / "meta.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    log.info("generating the shapes dataset in %s", target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    log.info("generating %s", target)
     try:
         for split, count, offset in (("train", num_train, 0), ("val", num_val, 10_000_000)):
-            (tmp / "images" / split).mkdir(parents=True)
-            (tmp / "annotations" / split).mkdir(parents=True)
-            for i in range(count):
-                image, label = render_scene(seed * 100_000_000 + offset + i, size)
-                cv2.imwrite(str(tmp / "images" / split / f"{i:05d}.png"), image[..., ::-1])
-                cv2.imwrite(str(tmp / "annotations" / split / f"{i:05d}.png"), label)
-        (tmp / "meta.json").write_text(json.dumps({**params, "classes": SHAPES_CLASSES}))
+            write_split(tmp, split, count, seed * 100_000_000 + offset)
+        (tmp / "meta.json").write_text(json.dumps(meta))
         try:
             os.rename(tmp, target)
         except OSError:  # another process finished first

@@ -21,12 +21,8 @@ read back with :class:`~segkit.data.datasets.SegmentationFolder`.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,7 +31,7 @@ import cv2
 import numpy as np
 
 from segkit.data.datasets.folder import SegmentationFolder
-from segkit.data.datasets.shapes import SHAPES_CLASSES, SHAPES_PALETTE, _texture
+from segkit.data.datasets.shapes import SHAPES_CLASSES, SHAPES_PALETTE, _texture, generate_once
 from segkit.data.labels import LabelSpec
 
 __all__ = [
@@ -188,33 +184,20 @@ def ensure_shapes_depth(
         "depth_scale": depth_scale,
     }
     name = f"shapes_depth-v{_VERSION}-{num_train}-{num_val}-{size}-{seed}-{depth_scale:g}"
-    target = Path(root).expanduser() / name
-    if (target / "meta.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    log.info("generating the shapes_depth dataset in %s", target)
-    try:
-        for split, count, offset in (("train", num_train, 0), ("val", num_val, 10_000_000)):
-            folders = {k: tmp / k / split for k in ("images", "annotations", "depth")}
-            for folder in folders.values():
-                folder.mkdir(parents=True)
-            for i in range(count):
-                image, label, depth = render_depth_scene(seed * 100_000_000 + offset + i, size)
-                stored = np.round(depth * depth_scale).astype(np.uint16)
-                cv2.imwrite(str(folders["images"] / f"{i:05d}.png"), image[..., ::-1])
-                cv2.imwrite(str(folders["annotations"] / f"{i:05d}.png"), label)
-                cv2.imwrite(str(folders["depth"] / f"{i:05d}.png"), stored)
-        meta = {**params, "classes": SHAPES_DEPTH_CLASSES, "focal_px": float(size)}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.rename(tmp, target)
-        except OSError:  # another process finished first
-            if not (target / "meta.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    def write(tmp: Path, split: str, count: int, first_seed: int) -> None:
+        folders = {k: tmp / k / split for k in ("images", "annotations", "depth")}
+        for folder in folders.values():
+            folder.mkdir(parents=True)
+        for i in range(count):
+            image, label, depth = render_depth_scene(first_seed + i, size)
+            stored = np.round(depth * depth_scale).astype(np.uint16)
+            cv2.imwrite(str(folders["images"] / f"{i:05d}.png"), image[..., ::-1])
+            cv2.imwrite(str(folders["annotations"] / f"{i:05d}.png"), label)
+            cv2.imwrite(str(folders["depth"] / f"{i:05d}.png"), stored)
+
+    meta = {**params, "classes": SHAPES_DEPTH_CLASSES, "focal_px": float(size)}
+    return generate_once(Path(root).expanduser() / name, meta, write, num_train, num_val, seed)
 
 
 class ShapesDepth(SegmentationFolder):
