@@ -31,6 +31,29 @@ def semantic_inference(cls_logits: Tensor, mask_logits: Tensor, upsample: int = 
     return torch.einsum("nqc,nqhw->nchw", probs, mask_logits.sigmoid())
 
 
+class MaskClassificationHead(nn.Module):
+    """What MaskFormer-style heads share: in training ``forward`` returns every layer's
+    ``{"cls": [...], "masks": [...]}``, which ``criterion`` (a
+    :class:`~segkit.models.heads.mask_matching.MaskClassificationLoss`) scores against
+    ``batch[target_key]``; in eval it returns per-class scores."""
+
+    criterion: MaskClassificationLoss
+    target_key: str
+
+    def loss(
+        self, output: dict[str, list[Tensor]], batch: dict, prefix: str = ""
+    ) -> dict[str, Tensor]:
+        """Hungarian-matched losses of every layer (deep supervision), ``{prefix + name: value}``
+        with MMDetection's names (``loss_cls``, ``d0.loss_mask``, ...)."""
+        losses = self.criterion(output["cls"], output["masks"], batch[self.target_key])
+        return {f"{prefix}{k}": v for k, v in losses.items()}
+
+    @staticmethod
+    def postprocess(scores: Tensor) -> Tensor:
+        """Class scores ``(C, H, W)`` -> label map ``(H, W)`` int64."""
+        return scores.argmax(dim=0)
+
+
 class _TransformerDecoder(nn.Module):
     """Decoder layers plus the shared final LayerNorm (MMDetection's ``transformer_decoder``)."""
 
@@ -42,7 +65,7 @@ class _TransformerDecoder(nn.Module):
         self.post_norm = nn.LayerNorm(embed_dims)
 
 
-class Mask2FormerHead(nn.Module):
+class Mask2FormerHead(MaskClassificationHead):
     """Queries attend in turn to the pixel decoder's levels (coarse to fine), each layer's
     cross-attention restricted to the foreground of the mask the previous layer predicted.
 
@@ -142,16 +165,3 @@ class Mask2FormerHead(nn.Module):
         if self.training:
             return {"cls": all_cls, "masks": all_masks}
         return semantic_inference(all_cls[-1], all_masks[-1], decoded.stride)
-
-    def loss(
-        self, output: dict[str, list[Tensor]], batch: dict, prefix: str = ""
-    ) -> dict[str, Tensor]:
-        """Hungarian-matched losses of every layer (deep supervision), ``{prefix + name: value}``
-        with MMDetection's names (``loss_cls``, ``d0.loss_mask``, ...)."""
-        losses = self.criterion(output["cls"], output["masks"], batch[self.target_key])
-        return {f"{prefix}{k}": v for k, v in losses.items()}
-
-    @staticmethod
-    def postprocess(scores: Tensor) -> Tensor:
-        """Class scores ``(C, H, W)`` -> label map ``(H, W)`` int64."""
-        return scores.argmax(dim=0)

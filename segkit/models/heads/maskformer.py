@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from segkit.models.decoders.mask2former import MaskFeatures
 from segkit.models.detr_layers import DetrDecoderLayer, SinePositionalEncoding
-from segkit.models.heads.mask2former import semantic_inference
+from segkit.models.heads.mask2former import MaskClassificationHead, semantic_inference
 from segkit.models.heads.mask_matching import MaskClassificationLoss
 
 __all__ = ["MaskFormerHead"]
@@ -31,7 +31,7 @@ class _TransformerDecoder(nn.Module):
         self.post_norm = nn.LayerNorm(embed_dims)
 
 
-class MaskFormerHead(nn.Module):
+class MaskFormerHead(MaskClassificationHead):
     """Queries cross-attend to the coarsest encoder map (projected to ``embed_dims``); every
     layer's queries give class logits and, with the pixel decoder's embeddings, mask logits.
 
@@ -116,16 +116,3 @@ class MaskFormerHead(nn.Module):
         if self.training:
             return {"cls": all_cls, "masks": all_masks}
         return semantic_inference(all_cls[-1], all_masks[-1], decoded.stride)
-
-    def loss(
-        self, output: dict[str, list[Tensor]], batch: dict, prefix: str = ""
-    ) -> dict[str, Tensor]:
-        """Hungarian-matched losses of every layer (deep supervision), ``{prefix + name: value}``
-        with MMDetection's names (``loss_cls``, ``d0.loss_mask``, ...)."""
-        losses = self.criterion(output["cls"], output["masks"], batch[self.target_key])
-        return {f"{prefix}{k}": v for k, v in losses.items()}
-
-    @staticmethod
-    def postprocess(scores: Tensor) -> Tensor:
-        """Class scores ``(C, H, W)`` -> label map ``(H, W)`` int64."""
-        return scores.argmax(dim=0)
