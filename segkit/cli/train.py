@@ -8,9 +8,11 @@ import hydra
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from segkit.api import read_checkpoint
 from segkit.cli._hydra import CONFIG_DIR, remember_for_children, run_hydra_app
 
 log = logging.getLogger("segkit.train")
@@ -31,7 +33,7 @@ def train(cfg: DictConfig) -> float | None:
     task = instantiate(cfg.task, model=model, _convert_="partial")
     task.run_config = config  # not through instantiate: it would build the _target_s inside
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = instantiate(cfg.logger, **_continue_wandb_run(cfg)) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=logger, sync_batchnorm=_sync_batchnorm(cfg.trainer)
     )
@@ -44,11 +46,41 @@ def train(cfg: DictConfig) -> float | None:
         )
         log.info("output folder: %s", cfg.paths.output_dir)
 
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    if cfg.get("test"):
-        trainer.test(task, datamodule=datamodule, ckpt_path="best")
+    try:
+        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if cfg.get("test"):
+            trainer.test(task, datamodule=datamodule, ckpt_path="best")
+    except BaseException:
+        _finish_wandb_run(trainer, exit_code=1)
+        raise
+    _finish_wandb_run(trainer, exit_code=0)
     value = trainer.callback_metrics.get(cfg.get("optimized_metric", "val/mIoU"))
     return float(value) if value is not None else None
+
+
+def _continue_wandb_run(cfg: DictConfig) -> dict[str, str]:
+    """``{"id": run_id}`` when resuming (``ckpt_path``) a W&B run with ``logger.id`` null: the
+    run the checkpoint recorded continues (WandbLogger passes ``resume="allow"``); else ``{}``."""
+    logger_cfg, ckpt_path = cfg.logger, cfg.get("ckpt_path")
+    if not ckpt_path or logger_cfg.get("id") is not None or "_target_" not in logger_cfg:
+        return {}
+    if not issubclass(get_class(logger_cfg._target_), WandbLogger):
+        return {}
+    run_id = read_checkpoint(ckpt_path)["segkit"].get("wandb_run_id")
+    if not run_id:
+        return {}
+    log.info("continuing the W&B run %s of %s", run_id, ckpt_path)
+    return {"id": run_id}
+
+
+def _finish_wandb_run(trainer: L.Trainer, exit_code: int) -> None:
+    """Close the W&B run now, not at interpreter exit: its files are complete when ``train``
+    returns, and the next ``train`` in this process (a sweep) starts a run of its own."""
+    if any(isinstance(lg, WandbLogger) for lg in trainer.loggers) and trainer.is_global_zero:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish(exit_code=exit_code)
 
 
 def _sync_batchnorm(trainer_cfg: DictConfig) -> bool:

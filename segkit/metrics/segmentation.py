@@ -82,8 +82,11 @@ class SegMetrics(Metric):
         self.unmatched += counts[:, n]
 
     def compute(self) -> dict[str, Tensor]:
-        """``{"aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall"}`` scalars and
-        ``{"IoU", "Acc", "Dice", "Fscore", "Precision", "Recall"}`` per-class ``(num_classes,)``."""
+        """``{"aAcc", "mIoU", "mAcc", "mDice", "mFscore", "mPrecision", "mRecall"}`` float scalars,
+        ``{"IoU", "Acc", "Dice", "Fscore", "Precision", "Recall"}`` per-class ``(num_classes,)``
+        floats, and ``"confmat"``: the synced ``(num_classes, num_classes)`` int64 pixel counts
+        (rows: ground truth, columns: prediction; "no match" pixels of open-vocabulary models
+        are not in it)."""
         cm = self.confmat.double()
         tp = cm.diag()
         gt = cm.sum(1) + self.unmatched.double()
@@ -112,7 +115,9 @@ class SegMetrics(Metric):
             out["mIoU_seen"], out["mIoU_unseen"] = seen_miou, unseen_miou
             out["hIoU"] = 2 * seen_miou * unseen_miou / (seen_miou + unseen_miou)
         out.update(per_class)
-        return {k: v.float() for k, v in out.items()}
+        out = {k: v.float() for k, v in out.items()}
+        out["confmat"] = self.confmat.clone()  # exact counts (float32 is exact only to 2**24)
+        return out
 
 
 def _class_ids(

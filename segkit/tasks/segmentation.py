@@ -12,6 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.optim import Optimizer
@@ -232,5 +233,13 @@ class SegmentationTask(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.run_config is not None:
-            checkpoint["segkit"] = {"config": self.run_config, "format": 1}
+        if self.run_config is None:
+            return
+        checkpoint["segkit"] = {"config": self.run_config, "format": 1}
+        # The W&B run to continue when training resumes from this file (segkit-train reads it).
+        run_id = next(
+            (lg.version for lg in self.loggers if isinstance(lg, WandbLogger) and lg.version),
+            None,
+        )
+        if run_id is not None:
+            checkpoint["segkit"]["wandb_run_id"] = str(run_id)
