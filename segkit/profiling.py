@@ -2,11 +2,17 @@
 
 FLOPs are PyTorch's own count (:class:`torch.utils.flop_counter.FlopCounterMode`), which counts
 a multiply-add as 2 FLOPs; papers' "GFLOPs" are usually multiply-adds, so about half of ours.
+
+Peak memory: on CUDA, the allocator's peak during the measurement; on CPU, the process's peak
+resident set during the measurement (Linux: the high-water mark is reset first through
+``/proc/self/clear_refs``; elsewhere it is the peak since the process started). The CPU figure
+includes the interpreter, the libraries and the model itself.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import resource
 import statistics
 import time
@@ -75,7 +81,8 @@ def count_flops(model: nn.Module, size: tuple[int, int]) -> int:
 
 @dataclass
 class Profile:
-    """One model's figures. Times are medians in seconds; memory in MiB."""
+    """One model's figures. Times are medians in seconds; memory in MiB; ``gflops`` of one
+    forward pass at ``infer_size`` (``size`` when inference was not timed)."""
 
     parameters: int
     parameters_without_aux: int
@@ -86,6 +93,12 @@ class Profile:
     device: str
     size: tuple[int, int]
     batch_size: int
+    infer_size: tuple[int, int] | None = None
+
+    @property
+    def train_images_per_s(self) -> float | None:
+        """Training throughput of the timed step (one process): images per second."""
+        return None if self.train_step_s is None else self.batch_size / self.train_step_s
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,19 +129,22 @@ def profile_model(
     precision: str = "fp32",
     train: bool = True,
     infer: bool = True,
+    infer_size: tuple[int, int] | None = None,
 ) -> Profile:
     """Measure ``model`` (a :class:`~segkit.models.Segmentor`) where it lives.
 
     The training step is forward + losses + backward + an SGD step on random images and labels
     (``batch_size`` x ``size``); inference is ``model.inference`` on one image (the model's
     ``test_cfg``: whole or sliding window, scales, flip). ``precision``: ``fp32`` or ``bf16`` /
-    ``fp16`` autocast.
+    ``fp16`` autocast. ``infer_size``: ``(H, W)`` of the inference image and of the FLOP count
+    (default ``size``).
     """
     device = next(model.parameters()).device
+    infer_size = tuple(infer_size or size)
     total, no_aux = count_parameters(model)
     with torch.device("meta"):
         meta_model = copy.deepcopy(model).to("meta")
-    gflops = count_flops(meta_model, size) / 1e9
+    gflops = count_flops(meta_model, infer_size) / 1e9
     del meta_model
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
     classes = num_classes or getattr(model.heads["seg"], "num_classes", 2)
@@ -136,8 +152,7 @@ def profile_model(
     def autocast():
         return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    _reset_peak_memory(device)
     train_s = infer_s = None
     if train:
         images = torch.randint(0, 256, (batch_size, 3, *size), device=device).float()
@@ -157,17 +172,47 @@ def profile_model(
         train_s = _median_time(step, steps, warmup, device)
     if infer:
         model.eval()
-        image = torch.randint(0, 256, (1, 3, *size), device=device).float()
+        image = torch.randint(0, 256, (1, 3, *infer_size), device=device).float()
 
         def forward() -> None:
             with torch.no_grad(), autocast():
                 model.inference(image)
 
         infer_s = _median_time(forward, steps, warmup, device)
-    if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
-    else:  # the process's peak resident set (includes everything loaded before)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return Profile(
-        total, no_aux, gflops, train_s, infer_s, peak, str(device), tuple(size), batch_size
+        total,
+        no_aux,
+        gflops,
+        train_s,
+        infer_s,
+        _peak_memory_mib(device),
+        str(device),
+        tuple(size),
+        batch_size,
+        infer_size if infer else None,
     )
+
+
+def _reset_peak_memory(device: torch.device) -> None:
+    """Start a peak-memory measurement (see the module docstring for what CPU figures mean)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:  # Linux >= 4.0: "5" resets the process's resident-set high-water mark (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # then the figure is the peak since the process started
+
+
+def _peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            match = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.MULTILINE)
+        if match:
+            return int(match.group(1)) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -54,3 +54,36 @@ def test_bench_command_prints_and_writes_the_figures(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert figures["model"] == "segformer" and figures["train_step_s"] > 0
     assert not any(tmp_path.glob("outputs"))  # a measurement leaves no run folder behind
+
+
+class _Conv(nn.Module):
+    """The smallest model profile_model times: forward and inference are one convolution."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, images):
+        return self.conv(images)
+
+    def inference(self, images):
+        return self.conv(images)
+
+
+def test_inference_size_and_peak_memory_of_the_measurement_only() -> None:
+    import resource
+
+    import torch
+
+    model = _Conv()
+    big = torch.ones(160_000_000)  # 610 MiB resident, then freed before the measurement
+    big.add_(1)
+    del big
+    lifetime_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    profile = profile_model(
+        model, size=(8, 8), infer_size=(16, 32), num_classes=4, train=False, steps=1, warmup=0
+    )
+    assert profile.infer_size == (16, 32) and profile.inference_s > 0
+    assert profile.gflops * 1e9 == 2 * 16 * 32 * 4 * 3  # counted at infer_size (bias: not counted)
+    if Path("/proc/self/clear_refs").exists():  # Linux: the high-water mark is reset first
+        assert profile.peak_memory_mib < lifetime_peak - 400

@@ -1,4 +1,10 @@
-"""``segkit-bench model=NAME``: what one model costs (parameters, GFLOPs, step and inference time)."""
+"""``segkit-bench``: what one model costs, or a benchmark suite of trained models.
+
+``segkit-bench model=NAME``: parameters, GFLOPs, training-step and inference time, peak memory of
+one model with random weights. ``segkit-bench suite=NAME`` (``conf/suite/``): every cell of the
+suite trained or loaded, evaluated, timed and compared with the published figure of its recipe
+(:mod:`segkit.bench`); writes a Markdown table and a CSV.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +17,23 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from segkit.bench import SuiteResult, run_suite
 from segkit.cli._hydra import CONFIG_DIR
 from segkit.profiling import Profile, profile_model
 
 
-def bench(cfg: DictConfig) -> Profile:
+def bench(cfg: DictConfig) -> Profile | SuiteResult:
+    """Run ``cfg.suite`` when one is chosen (``suite=NAME``), else profile ``cfg.model``."""
+    if cfg.get("suite") is not None:
+        # Cells get this run's paths (cache, data, logs); each writes to its own output folder.
+        paths = {k: cfg.paths[k] for k in cfg.paths if k != "output_dir"}
+        result = run_suite(cfg.suite, paths)
+        print(result.markdown.read_text())
+        return result
+    return profile_one(cfg)
+
+
+def profile_one(cfg: DictConfig) -> Profile:
     """Build ``cfg.model`` with random weights and profile it by ``cfg.bench``; prints a table."""
     options = cfg.bench
     device = options.device
