@@ -50,6 +50,12 @@ def run_hydra_app(hydra_main: Callable[[], Any], body: Callable[[DictConfig], An
     # segkit moves batch preparation to the LightningModule on purpose (normalisation and
     # augmentation on the device); Lightning's note about it is noise in every run's log.
     warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`.*")
+    # conf/hydra/launcher/submitit_slurm.yaml replaces the plugin's config of that name (it lists
+    # every field); Hydra 1.3 still matches it against the plugin's schema and calls that
+    # deprecated, once per run.
+    warnings.filterwarnings(
+        "ignore", message=r"(?s).*'hydra/launcher/submitit_slurm' is validated against ConfigStore"
+    )
     child_config = os.environ.get(_CHILD_CONFIG)
     if child_config and int(os.environ.get("LOCAL_RANK", "0")) > 0:
         body(OmegaConf.load(child_config))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 
 import hydra
 import lightning as L
@@ -10,6 +12,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from omegaconf import DictConfig, OmegaConf
 
 from segkit.api import read_checkpoint
@@ -53,6 +56,8 @@ def train(cfg: DictConfig) -> float | None:
     except BaseException:
         _finish_wandb_run(trainer, exit_code=1)
         raise
+    finally:
+        _release_ddp_processes(trainer)
     _finish_wandb_run(trainer, exit_code=0)
     value = trainer.callback_metrics.get(cfg.get("optimized_metric", "val/mIoU"))
     return float(value) if value is not None else None
@@ -81,6 +86,25 @@ def _finish_wandb_run(trainer: L.Trainer, exit_code: int) -> None:
 
         if wandb.run is not None:
             wandb.finish(exit_code=exit_code)
+
+
+def _release_ddp_processes(trainer: L.Trainer) -> None:
+    """After a run whose DDP processes Lightning started (``trainer=ddp`` on one machine), leave
+    this process as it was: Lightning keeps its process group and sets ``LOCAL_RANK``,
+    ``MASTER_PORT``, ... in this process's environment, and would take the next run of a ``-m``
+    sweep for a child process, start no processes and fail."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if not isinstance(launcher, _SubprocessScriptLauncher) or not launcher.procs:
+        return  # one process, or processes started by torchrun / SLURM
+    for proc in launcher.procs:
+        try:
+            proc.wait(timeout=120)  # the children end their run and exit
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+    for key in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        os.environ.pop(key, None)
 
 
 def _sync_batchnorm(trainer_cfg: DictConfig) -> bool:
