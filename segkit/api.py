@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from hydra.utils import instantiate
 
 from segkit.models import Segmentor
+
+if TYPE_CHECKING:
+    from segkit.export.runtime import OnnxSegmentor
 
 __all__ = [
     "SAFE_TARGET_PREFIXES",
@@ -120,12 +123,18 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], trust_config: bool = False) -
 
 def load(
     path: str | Path, device: str | torch.device = "cpu", trust_config: bool = False
-) -> Segmentor:
+) -> Segmentor | OnnxSegmentor:
     """Rebuild the :class:`Segmentor` saved in ``path`` (a ``segkit-train`` checkpoint),
     with its class names and palette, in eval mode on ``device``.
 
     The file is read with ``weights_only=True``; the model is built from the config stored in it.
+    An ``.onnx`` file written by ``segkit-export`` opens as an
+    :class:`~segkit.export.runtime.OnnxSegmentor` (same ``predict``; onnxruntime on ``device``).
     """
+    if Path(path).suffix.lower() == ".onnx":
+        from segkit.export.runtime import OnnxSegmentor, providers_for
+
+        return OnnxSegmentor(path, providers_for(device))
     return model_from_checkpoint(read_checkpoint(path), trust_config).to(device).eval()
 
 

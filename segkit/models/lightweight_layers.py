@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segkit.models.ops.adaptive_pool import AdaptiveAvgPool2d
+
 __all__ = ["ConvNormAct", "DepthwiseSeparableConv", "InvertedResidual", "PyramidPooling", "act"]
 
 
@@ -142,7 +144,7 @@ class PyramidPooling(nn.ModuleList):
         align_corners: bool = False,
     ) -> None:
         super().__init__(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvNormAct(in_channels, channels, 1))
+            nn.Sequential(AdaptiveAvgPool2d(s), ConvNormAct(in_channels, channels, 1))
             for s in pool_scales
         )
         self.align_corners = align_corners

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from segkit.models.decoders.context_blocks import ConvBN, SelfAttentionBlock
 from segkit.models.layers import ConvBNReLU
+from segkit.models.ops.adaptive_pool import AdaptiveAvgPool2d
 
 
 class PPMConcat(nn.ModuleList):
@@ -17,7 +18,7 @@ class PPMConcat(nn.ModuleList):
     ``(N, C, H, W) -> (N, C, sum(s * s))``."""
 
     def __init__(self, pool_scales: Sequence[int] = (1, 3, 6, 8)) -> None:
-        super().__init__([nn.AdaptiveAvgPool2d(s) for s in pool_scales])
+        super().__init__([AdaptiveAvgPool2d(s) for s in pool_scales])
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([pool(x).flatten(2) for pool in self], dim=2)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.models.layers import ConvBNReLU
+from segkit.models.ops.adaptive_pool import adaptive_avg_pool2d
 
 
 class ACM(nn.Module):
@@ -31,7 +32,7 @@ class ACM(nn.Module):
         self.fusion_conv = ConvBNReLU(channels, channels) if fusion else None
 
     def forward(self, x: Tensor) -> Tensor:
-        regions = self.pooled_redu_conv(F.adaptive_avg_pool2d(x, self.pool_scale))
+        regions = self.pooled_redu_conv(adaptive_avg_pool2d(x, self.pool_scale))
         regions = regions.flatten(2).transpose(1, 2)  # (N, s*s, C)
         x = self.input_redu_conv(x)
         n, c, h, w = x.shape

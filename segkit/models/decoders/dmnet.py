@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.models.layers import ConvBNReLU
+from segkit.models.ops.adaptive_pool import adaptive_avg_pool2d
 
 
 class DCM(nn.Module):
@@ -32,7 +33,7 @@ class DCM(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         k = self.filter_size
-        filters = self.filter_gen_conv(F.adaptive_avg_pool2d(x, k))  # (N, C, k, k)
+        filters = self.filter_gen_conv(adaptive_avg_pool2d(x, k))  # (N, C, k, k)
         x = self.input_redu_conv(x)
         n, c, h, w = x.shape
         pad = (k - 1) // 2

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segkit.models.layers import ConvBNReLU
+from segkit.models.ops.adaptive_pool import AdaptiveAvgPool2d
 
 
 class PPM(nn.ModuleList):
@@ -27,7 +28,7 @@ class PPM(nn.ModuleList):
         align_corners: bool = False,
     ) -> None:
         super().__init__(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), ConvBNReLU(in_channels, channels, 1))
+            nn.Sequential(AdaptiveAvgPool2d(s), ConvBNReLU(in_channels, channels, 1))
             for s in pool_scales
         )
         self.align_corners = align_corners

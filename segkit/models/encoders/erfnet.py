@@ -44,9 +44,11 @@ class DownsamplerBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv = self.conv(x)
-        pool = self.pool(x)
-        if pool.shape[2:] != conv.shape[2:]:
-            pool = F.interpolate(pool, size=conv.shape[2:], mode="bilinear", align_corners=False)
+        # Unconditional, so that exported graphs take odd and even sizes alike: resizing to the
+        # same size is an exact copy in PyTorch (and in ONNX Resize).
+        pool = F.interpolate(
+            self.pool(x), size=conv.shape[2:], mode="bilinear", align_corners=False
+        )
         return self.act(self.bn(torch.cat([conv, pool], dim=1)))
 
 

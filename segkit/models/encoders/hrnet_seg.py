@@ -61,13 +61,13 @@ class HRNetSegModule(HighResolutionModule):
 
 
 def _upsample(x: Tensor, factor: int, size: Any) -> Tensor:
-    """Bilinear upsampling by ``factor``, then to ``size`` if that still differs (odd sizes)."""
+    """Bilinear upsampling by ``factor``, then to ``size`` (which differs for odd sizes)."""
     x = F.interpolate(
         x, size=(x.shape[2] * factor, x.shape[3] * factor), mode="bilinear", align_corners=False
     )
-    if x.shape[2:] != size:
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-    return x
+    # Unconditional, so that exported graphs take odd and even sizes alike: resizing to the
+    # same size is an exact copy in PyTorch (and in ONNX Resize).
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class HRNetSegFeatures(HighResolutionNetFeatures):
