@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from segkit.viz.depth import colorize_depth
+
 __all__ = ["SamplePrediction", "fixed_validation_batch", "predict_samples"]
 
 
@@ -31,6 +33,16 @@ class SamplePrediction:
     pred: np.ndarray | None = None
     depth: np.ndarray | None = None
     pred_depth: np.ndarray | None = None
+
+    def depth_panels(self) -> list[np.ndarray]:
+        """Ground-truth and predicted depth as RGB images on one colour scale: the range of the
+        valid ground truth (of the prediction when no pixel is valid); ``[]`` without depth."""
+        if self.depth is None or self.pred_depth is None:
+            return []
+        valid = self.depth[self.depth > 0]
+        source = valid if valid.size else self.pred_depth
+        lo, hi = source.min(), source.max()
+        return [colorize_depth(self.depth, lo, hi), colorize_depth(self.pred_depth, lo, hi)]
 
 
 def fixed_validation_batch(trainer: L.Trainer, num_samples: int) -> dict[str, Any] | None:

@@ -11,7 +11,6 @@ from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image
 
 from segkit.callbacks.samples import SamplePrediction, fixed_validation_batch, predict_samples
-from segkit.viz.depth import colorize_depth
 from segkit.viz.legend import palette_legend
 from segkit.viz.overlay import overlay, palette_for
 
@@ -89,12 +88,5 @@ class SaveSamples(L.Callback):
             gt = overlay(s.image, np.where(ignored, 0, s.mask), palette, self.alpha)
             gt[ignored] = s.image[ignored]
             cells += [gt, overlay(s.image, s.pred, palette, self.alpha)]
-        if s.depth is not None and s.pred_depth is not None:
-            valid = s.depth[s.depth > 0]
-            lo, hi = (
-                (valid.min(), valid.max())
-                if valid.size
-                else (s.pred_depth.min(), s.pred_depth.max())
-            )
-            cells += [colorize_depth(s.depth, lo, hi), colorize_depth(s.pred_depth, lo, hi)]
+        cells += s.depth_panels()
         return np.concatenate(cells, axis=1)

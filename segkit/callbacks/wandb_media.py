@@ -13,7 +13,6 @@ from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 
 from segkit.callbacks.samples import SamplePrediction, fixed_validation_batch, predict_samples
 from segkit.viz.confusion import confusion_matrix, figure_to_array
-from segkit.viz.depth import colorize_depth
 
 __all__ = ["WandbValidation"]
 
@@ -131,18 +130,8 @@ class WandbValidation(L.Callback):
             else:
                 rank_zero_warn("WandbValidation: W&B masks hold ids < 255; logged without masks")
                 images.append(wandb.Image(s.image, caption=caption))
-        if s.depth is not None and s.pred_depth is not None:
-            valid = s.depth[s.depth > 0]
-            lo, hi = (
-                (valid.min(), valid.max())
-                if valid.size
-                else (s.pred_depth.min(), s.pred_depth.max())
-            )
-            panels = [
-                s.image,
-                colorize_depth(s.depth, lo, hi),
-                colorize_depth(s.pred_depth, lo, hi),
-            ]
+        if depth := s.depth_panels():
+            panels = [s.image, *depth]
             caption += " | image, ground-truth depth, predicted depth"
             images.append(wandb.Image(np.concatenate(panels, axis=1), caption=caption))
         return images or [wandb.Image(s.image, caption=caption)]
