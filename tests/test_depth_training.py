@@ -116,7 +116,7 @@ def test_joint_checkpoint_predicts_metres_and_infer_writes_millimetres(joint_run
     assert (tmp_path / "pred" / "scene_depth_preview.jpg").is_file()
     visuals = sorted((Path(cfg.paths.output_dir) / "visuals").glob("val_step*.png"))
     assert len(visuals) == 4  # image | GT / predicted overlays | GT / predicted depth, per step
-    assert Image.open(visuals[-1]).size[0] == 5 * 64
+    assert Image.open(visuals[-1]).size[0] > 5 * 64  # five 64-pixel panels, then the legend
 
 
 def test_depth_only_model_reaches_absrel_threshold(compose_cfg, tmp_path) -> None:
