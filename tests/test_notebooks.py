@@ -102,6 +102,7 @@ def test_quickstart_notebook_trains_evaluates_and_predicts(tmp_path: Path) -> No
     assert re.search(r"\{'(background|disc|square|triangle|ring|cross|star)': '[0-9.]+%'", text)
 
 
+@pytest.mark.slow  # about 30-60 s on 2 cores: the slow job runs it
 def test_custom_dataset_notebook_checks_trains_and_predicts_from_files(tmp_path: Path) -> None:
     notebook = _run("custom_dataset.ipynb", _fast_env(tmp_path), tmp_path)
     assert _images(notebook) == 2, "the dataset preview and the predictions"
@@ -120,6 +121,7 @@ def test_custom_dataset_notebook_checks_trains_and_predicts_from_files(tmp_path:
     assert "same data config: True" in text  # the YAML file equals the overrides
 
 
+@pytest.mark.slow  # about 30-60 s on 2 cores: the slow job runs it
 def test_export_serving_notebook_exports_loads_onnx_and_serves(tmp_path: Path) -> None:
     notebook = _run("export_serving.ipynb", _fast_env(tmp_path), tmp_path)
     assert _images(notebook) == 2, "PyTorch/ONNX overlays and the served overlay"
