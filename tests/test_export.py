@@ -341,6 +341,22 @@ XFAIL: dict[str, str] = {
         "freezes its Reshape (onnxruntime: 'The input tensor cannot be reshaped' at 97x131), so "
         "does the dynamo exporter"
     ),
+    "mask2former_swin-t": (
+        "Mask2Former on Swin-T: the TorchScript exporter's graph fails the parity check at "
+        "97x131 (a size frozen at export); the dynamo exporter finds Swin's window padding "
+        "inconsistent with the pixel decoder's level sizes ('The following inconsistencies were "
+        "found: Eq(...)') after 12 minutes"
+    ),
+    "psanet_r50": (
+        "PSANet's point-wise attention mask is gathered for the feature size: both exporters' "
+        "graphs fail the parity check at 97x131 (labels agree on 98.3%, scores differ by 2% of "
+        "their range)"
+    ),
+    "twins_svt-s_upernet": (
+        "Twins-SVT: TorchScript exporter: scores differ at 97x131 (a size frozen at export); "
+        "dynamo exporter: scaled_dot_product_attention of its grouped attention "
+        "'only 4D query, key, and value are supported'"
+    ),
     "twins_svt-s_fpn": (
         "TorchScript exporter: scores differ at 97x131 (a size frozen at export); dynamo "
         "exporter: 'Failed to convert the exported program to an ONNX model'"
