@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from segkit.api import build_model
+from segkit.bench import load_zoo
 from segkit.cli._hydra import CONFIG_DIR
 from segkit.profiling import count_flops, count_parameters
 
@@ -37,13 +37,7 @@ CHECK = "\u2713"
 
 def reference_entries() -> dict[str, dict[str, Any]]:
     """``{model config name: entry}`` from every ``docs/zoo/*.yaml``."""
-    entries: dict[str, dict[str, Any]] = {}
-    for path in sorted(ZOO.glob("*.yaml")):
-        for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
-            if name in entries:
-                raise ValueError(f"{name} is described twice (second time in {path.name})")
-            entries[name] = {**entry, "family": path.stem}
-    return entries
+    return load_zoo(ZOO)
 
 
 def build_meta(name: str, data: str) -> torch.nn.Module:

@@ -34,7 +34,8 @@ def default_zoo_dir() -> Path:
 
 
 def load_zoo(zoo_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
-    """``{model config name: zoo entry}`` from every ``*.yaml`` in ``zoo_dir``."""
+    """``{model config name: zoo entry}`` from every ``*.yaml`` in ``zoo_dir``; each entry also
+    gets ``family``, the name of its file."""
     folder = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
     files = sorted(folder.glob("*.yaml"))
     if not files:
@@ -47,7 +48,7 @@ def load_zoo(zoo_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
         for name, entry in (yaml.safe_load(path.read_text()) or {}).items():
             if name in entries:
                 raise ValueError(f"{name} is described twice in {folder} (again in {path.name})")
-            entries[name] = entry
+            entries[name] = {**entry, "family": path.stem}
     return entries
 
 
