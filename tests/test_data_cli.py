@@ -74,7 +74,7 @@ def test_check_passes_a_clean_dataset_and_prints_the_class_balance(tmp_path, cap
 
 
 def test_check_reports_every_problem_with_its_file(tmp_path, capsys) -> None:
-    root = tmp_path / "mine"
+    root = tmp_path / ("a_long_dataset_directory_name_" * 3)  # paths beyond 80 columns
     make_custom(root)
     (root / "labels" / "train" / "train0.png").unlink()  # image without label
     _pair(root, "train", "wrong_size", np.zeros((10, 10), np.uint8), image_size=(12, 10))
@@ -84,6 +84,9 @@ def test_check_reports_every_problem_with_its_file(tmp_path, capsys) -> None:
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "labels" / "train" / "orphan.png")
     code, out = run_cli(["check", "custom", "--split", "train", *custom_args(root)], capsys)
     assert code == 1
+    # Each path is printed whole on its line, whatever its length (copyable, never wrapped).
+    assert str(root / "images" / "train" / "corrupt.jpg") in out
+    assert str(root / "labels" / "train" / "wrong_size.png") in out
     out = out.replace("\n", " ")
     assert "images without label map: 1" in out and "train0.png" in out
     assert "label maps without image: 1" in out and "orphan.png" in out

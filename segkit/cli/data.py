@@ -53,10 +53,12 @@ def cmd_download(args: argparse.Namespace) -> int:
     try:
         fetched = datamodule.fetch()
     except ManualDownloadRequired as err:
-        console.print(f"[bold]{args.name} cannot be downloaded automatically.[/bold]\n{err}")
+        console.print(f"[bold]{args.name} cannot be downloaded automatically.[/bold]")
+        console.print(str(err), soft_wrap=True, markup=False, highlight=False)
         return 2
     except DownloadError as err:
-        console.print(f"[red]download failed:[/red] {err}")
+        console.print("[red]download failed:[/red]", end=" ")
+        console.print(str(err), soft_wrap=True, markup=False, highlight=False)
         return 1
     where = datamodule.root or ", ".join(str(s.root) for s in datamodule.sources.values())
     console.print(f"{args.name}: {'downloaded into' if fetched else 'already in place in'} {where}")
@@ -99,7 +101,8 @@ def _print_report(report: Any, class_names: Sequence[str] | None, show: int) -> 
         if items:
             console.print(f"[red]{title}: {len(items)}[/red]")
             for item in items[:show]:
-                console.print(f"  {item}")
+                # A path is never wrapped (it stays copyable at any width) nor read as markup.
+                console.print(f"  {item}", soft_wrap=True, markup=False, highlight=False)
             if len(items) > show:
                 console.print(f"  ... and {len(items) - show} more")
 
