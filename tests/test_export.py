@@ -30,6 +30,8 @@ from segkit.export import (
 )
 from segkit.export.program import load_program
 
+pytestmark = pytest.mark.usefixtures("release_memory")
+
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
