@@ -2,8 +2,8 @@
 
 The default run uses 128x128 inputs for models up to ``DEFAULT_LIMIT`` parameters. The slow job
 runs one config per method (its first in docs/zoo) at 512x512 (at its test crop if it only takes
-one input size) and the larger configs at 128x128; ``pytest -m zoo512`` runs every config at
-512x512.
+one input size) and the other larger configs at 128x128; ``pytest -m zoo512`` runs every config
+at 512x512.
 """
 
 from __future__ import annotations
