@@ -45,6 +45,12 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return extra
 
 
+def _print_verbatim(text: str) -> None:
+    """Prints text that holds paths: never wrapped (they stay copyable at any width), never read
+    as markup."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from segkit.data.download import DownloadError, ManualDownloadRequired
 
@@ -54,11 +60,11 @@ def cmd_download(args: argparse.Namespace) -> int:
         fetched = datamodule.fetch()
     except ManualDownloadRequired as err:
         console.print(f"[bold]{args.name} cannot be downloaded automatically.[/bold]")
-        console.print(str(err), soft_wrap=True, markup=False, highlight=False)
+        _print_verbatim(str(err))
         return 2
     except DownloadError as err:
         console.print("[red]download failed:[/red]", end=" ")
-        console.print(str(err), soft_wrap=True, markup=False, highlight=False)
+        _print_verbatim(str(err))
         return 1
     where = datamodule.root or ", ".join(str(s.root) for s in datamodule.sources.values())
     console.print(f"{args.name}: {'downloaded into' if fetched else 'already in place in'} {where}")
@@ -101,8 +107,7 @@ def _print_report(report: Any, class_names: Sequence[str] | None, show: int) -> 
         if items:
             console.print(f"[red]{title}: {len(items)}[/red]")
             for item in items[:show]:
-                # A path is never wrapped (it stays copyable at any width) nor read as markup.
-                console.print(f"  {item}", soft_wrap=True, markup=False, highlight=False)
+                _print_verbatim(f"  {item}")
             if len(items) > show:
                 console.print(f"  ... and {len(items) - show} more")
 
