@@ -428,7 +428,7 @@ def test_every_model_config_exports_to_onnx(compose_cfg, tmp_path, name: str) ->
             model, path, config=config, exporter=exporter, check_sizes=sizes, check_batch=1
         )
     finally:
-        # The files reach 1 GB (ViT-L); ~100 of them filled the CI machine's /tmp, so none is
+        # The files reach 1 GB (ViT-L); ~100 of them filled /tmp, so none is
         # kept, whatever the outcome (an expected failure's included).
         shutil.rmtree(tmp_path, ignore_errors=True)
     assert report is not None and report.ok
